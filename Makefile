@@ -1,0 +1,42 @@
+# `make test` and `make demo` work on a fresh machine: they create .venv, install torch pinned
+# (override with TORCH_SPEC, e.g. make demo TORCH_SPEC='torch==2.13.0' or a CUDA build's spec),
+# install VQSegCore with its test extras, then run.
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+PYTEST_ARGS ?=
+DEMO_OUT ?= demo_out
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install test test-fast demo clean
+
+install: $(STAMP)
+
+# torch goes in first and alone: installed before anything that depends on it, so pip never
+# resolves an unpinned torch (which would pull a multi-GB CUDA build).
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -c "import torch, VQSegCore; print('installed torch', torch.__version__, 'and VQSegCore', VQSegCore.__version__)"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest Testing $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest Testing -m "not slow" $(PYTEST_ARGS)
+
+# Until a trained default model ships, the demo makes a synthetic chest CT with its true tumour
+# label and writes both (NIfTI CT, Slicer .seg.nrrd label) for a first look in Slicer.
+demo: $(STAMP)
+	mkdir -p $(DEMO_OUT)
+	$(BIN)/vqseg info
+	$(BIN)/vqseg synth $(DEMO_OUT)/chest_ct.nii.gz --label $(DEMO_OUT)/tumour_truth.seg.nrrd --seed 1
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

@@ -1,0 +1,45 @@
+"""Every kind of unusable input gives one InputError that names the file and the problem."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from badfiles import CASES, bad_inputs, written
+from conftest import GEOMETRIES, make_image
+from VQSegCore.errors import InputError
+from VQSegCore.io import read_volume
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_raises_one_clear_error(tmp_path, case):
+    path, phrase = bad_inputs(tmp_path)[case]
+    with pytest.raises(InputError) as caught:
+        read_volume(path)
+    assert str(path) in caught.value.message
+    assert phrase in caught.value.message
+    assert caught.value.hint
+
+
+def test_truncated_nifti_is_caught_even_when_only_the_last_bytes_are_missing(tmp_path):
+    path = written(tmp_path, "almost.nii")
+    path.write_bytes(path.read_bytes()[:-2])
+    with pytest.raises(InputError, match="truncated"):
+        read_volume(path)
+
+
+def test_corrupted_gzip_payload_is_caught(tmp_path):
+    path = written(tmp_path, "flipped.nii.gz")
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte in the middle of the deflate stream
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputError, match="truncated or corrupt"):
+        read_volume(path)
+
+
+def test_intact_files_of_every_format_read(tmp_path):
+    image = make_image(GEOMETRIES["negative_axes"], size=(10, 9, 8))
+    for suffix in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd"):
+        volume = read_volume(written(tmp_path, f"ok{suffix}", image))
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(volume.image), sitk.GetArrayFromImage(image))

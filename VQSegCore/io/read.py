@@ -1,0 +1,147 @@
+"""Read images as SimpleITK volumes, with one clear error (exit 2) for every kind of bad input."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import SimpleITK as sitk
+
+from VQSegCore.errors import InputError
+from VQSegCore.io.dicom import DicomSeries, find_series, read_series, series_containing
+from VQSegCore.io.geometry import assert_same_geometry
+from VQSegCore.io.nifti_check import nifti_problem
+
+SUPPORTED_INPUTS = "NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr, .seg.nrrd), MetaImage (.mha, .mhd) or a DICOM series folder"
+
+_INTEGER_PIXELS = {
+    sitk.sitkUInt8, sitk.sitkInt8, sitk.sitkUInt16, sitk.sitkInt16,
+    sitk.sitkUInt32, sitk.sitkInt32, sitk.sitkUInt64, sitk.sitkInt64,
+}
+
+
+@dataclass
+class Volume:
+    """A 3D image as read, with where it came from."""
+
+    image: sitk.Image
+    path: Path
+    dicom_series: DicomSeries | None = None  # set when read from DICOM (needed to write DICOM SEG)
+    notes: list[str] = field(default_factory=list)  # things the user should be told (e.g. which series)
+
+
+def read_volume(path: str | os.PathLike) -> Volume:
+    """Read a 3D scalar image from a file or a DICOM folder; raise InputError on anything unusable."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder", "check the path")
+    if path.is_dir():
+        volume = _read_dicom_folder(path)
+    elif path.suffix.lower() == ".dcm":
+        volume = _read_dicom_file(path)
+    else:
+        volume = Volume(_read_file(path), path)
+    _check_is_3d_scalar(volume.image, path)
+    return volume
+
+
+def read_label_map(path: str | os.PathLike, reference: sitk.Image | None = None, what: str = "label map") -> sitk.Image:
+    """Read an integer label map; when `reference` is given it must lie on the same voxel grid."""
+    path = Path(path)
+    image = read_volume(path).image
+    if image.GetPixelID() not in _INTEGER_PIXELS:
+        image = _integer_or_fail(image, path, what)
+    if reference is not None:
+        assert_same_geometry(reference, image, f"{what} {path}")
+    return image
+
+
+def _read_file(path: Path) -> sitk.Image:
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{path}: permission denied", "make the file readable")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: the file is empty", "re-export or copy the image again")
+    if path.name.lower().endswith((".nii", ".nii.gz")) and (problem := nifti_problem(path)):
+        raise InputError(f"{path}: the file is truncated or corrupt: {problem}", "re-export or copy the image again")
+    try:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        reader.ReadImageInformation()
+    except RuntimeError as error:
+        raise InputError(
+            f"{path}: not a readable image ({_itk_reason(error)})",
+            f"supported inputs: {SUPPORTED_INPUTS}",
+        ) from error
+    try:
+        return reader.Execute()
+    except RuntimeError as error:
+        raise InputError(
+            f"{path}: the image data cannot be read; the file is truncated or corrupt ({_itk_reason(error)})",
+            "re-export or copy the image again",
+        ) from error
+
+
+def _read_dicom_folder(folder: Path) -> Volume:
+    series = find_series(folder)
+    if not series:
+        raise InputError(f"{folder}: no DICOM image series found in this folder or its subfolders", f"supported inputs: {SUPPORTED_INPUTS}")
+    chosen = series[0]
+    notes = []
+    if len(series) > 1:
+        others = ", ".join(f"{len(s.files)} files" for s in series[1:])
+        notes.append(f"{folder} holds {len(series)} DICOM series; using the largest ({len(chosen.files)} files, series {chosen.uid}); skipped: {others}")
+    return Volume(_read_dicom_series(chosen, folder), folder, chosen, notes)
+
+
+def _read_dicom_file(file: Path) -> Volume:
+    series = series_containing(file)
+    if series is None:
+        return Volume(_read_file(file), file)
+    return Volume(_read_dicom_series(series, file), file, series, [f"read the whole series of {file.name}: {len(series.files)} files"])
+
+
+def _read_dicom_series(series: DicomSeries, where: Path) -> sitk.Image:
+    try:
+        return read_series(series)
+    except RuntimeError as error:
+        raise InputError(
+            f"{where}: the DICOM series {series.uid} cannot be read ({_itk_reason(error)})",
+            "check that the series is complete and uncompressed or in a transfer syntax GDCM reads",
+        ) from error
+
+
+def _check_is_3d_scalar(image: sitk.Image, path: Path) -> None:
+    dimension = image.GetDimension()
+    if dimension == 2:
+        raise InputError(f"{path}: the image is 2D ({_size(image)}); a 3D volume is needed", "give the whole CT series or a 3D file")
+    if dimension != 3:
+        raise InputError(f"{path}: the image is {dimension}D ({_size(image)}); a 3D volume is needed", "extract one 3D volume (e.g. one time point) first")
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(
+            f"{path}: the image has {image.GetNumberOfComponentsPerPixel()} components per voxel (colour or vector data); a scalar CT volume is needed",
+            "give a greyscale CT volume",
+        )
+    if min(image.GetSize()) < 1:
+        raise InputError(f"{path}: the image has no voxels ({_size(image)})", "give a non-empty volume")
+
+
+def _integer_or_fail(image: sitk.Image, path: Path, what: str) -> sitk.Image:
+    array = sitk.GetArrayViewFromImage(image)
+    if not ((array == array.round()).all()):
+        raise InputError(f"{what} {path}: voxel values are not whole numbers; a label map holds class values 0, 1, 2, …", "export the segmentation as a label map")
+    converted = sitk.Cast(image, sitk.sitkInt32)
+    return converted
+
+
+def _size(image: sitk.Image) -> str:
+    return "×".join(str(s) for s in image.GetSize())
+
+
+def _itk_reason(error: RuntimeError) -> str:
+    """The last meaningful line of an ITK exception, without file/line noise."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip() and "No such file or directory" not in line]
+    for line in reversed(lines):
+        if "itk::ERROR" in line or "Description:" in line:
+            return line.split(":", 1)[-1].strip() if "Description:" in line else line
+    return lines[-1] if lines else "unknown reason"

@@ -1,0 +1,81 @@
+"""Write label maps and images atomically, on exactly the reference image's geometry."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from VQSegCore.atomic import atomic_output, check_writable_folder, full_suffix
+from VQSegCore.classes import ClassTable, SegmentClass
+from VQSegCore.errors import InputError
+from VQSegCore.io.seg_nrrd import write_seg_nrrd
+
+LABEL_MAP_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".seg.nrrd", ".mha")
+
+
+def output_format(path: str | os.PathLike) -> str:
+    """The label-map format named by the path's suffix, or InputError for an unsupported one."""
+    suffix = full_suffix(Path(path)).lower()
+    if suffix not in LABEL_MAP_SUFFIXES:
+        raise InputError(f"{path}: cannot write a label map with suffix {suffix or '(none)'!r}", f"use one of {', '.join(LABEL_MAP_SUFFIXES)}")
+    return suffix
+
+
+def label_map_image(labels: np.ndarray | sitk.Image, reference: sitk.Image) -> sitk.Image:
+    """A label image with the reference's size, spacing, origin and direction (copied, not recomputed)."""
+    array = sitk.GetArrayViewFromImage(labels) if isinstance(labels, sitk.Image) else np.asarray(labels)
+    expected = tuple(reversed(reference.GetSize()))
+    if array.shape != expected:
+        raise ValueError(f"label array shape {array.shape} does not match the reference [z, y, x] shape {expected}")
+    if array.size and (array.min() < 0 or array.max() > 65535):
+        raise ValueError("label values must lie in 0..65535")
+    dtype = np.uint8 if not array.size or array.max() <= 255 else np.uint16
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array, dtype=dtype))
+    image.CopyInformation(reference)
+    return image
+
+
+def write_label_map(
+    labels: np.ndarray | sitk.Image,
+    reference: sitk.Image,
+    path: str | os.PathLike,
+    classes: ClassTable | None = None,
+) -> Path:
+    """Write `labels` ([z, y, x] array or image) as .nii.gz, .nii, .nrrd, .mha or Slicer .seg.nrrd.
+
+    `.seg.nrrd` carries one named, coloured segment per class (with terminology); without a class
+    table, segments are named after the label values present.
+    """
+    path = Path(path)
+    suffix = output_format(path)
+    check_writable_folder(path)
+    image = label_map_image(labels, reference)
+    with atomic_output(path) as temp:
+        if suffix == ".seg.nrrd":
+            write_seg_nrrd(image, temp, classes or _classes_for_values(image))
+        else:
+            sitk.WriteImage(image, str(temp), useCompression=suffix != ".nii")
+    return path
+
+
+def write_image(image: sitk.Image, path: str | os.PathLike) -> Path:
+    """Write any image (e.g. a CT volume) atomically in the format its suffix names."""
+    path = Path(path)
+    check_writable_folder(path)
+    with atomic_output(path) as temp:
+        try:
+            sitk.WriteImage(image, str(temp), useCompression=not str(path).endswith(".nii"))
+        except RuntimeError as error:
+            raise InputError(f"{path}: cannot write an image in this format ({error})", "use .nii.gz, .nrrd or .mha") from error
+    return path
+
+
+def _classes_for_values(image: sitk.Image) -> ClassTable:
+    present = sorted(int(v) for v in np.unique(sitk.GetArrayViewFromImage(image)) if v != 0)
+    rng = np.random.default_rng(0)
+    return ClassTable(
+        tuple(SegmentClass(value=v, id=f"label_{v}", name=f"Label {v}", color=tuple(float(c) for c in rng.uniform(0.2, 1.0, 3))) for v in present or [1])
+    )
