@@ -19,7 +19,6 @@ install: $(STAMP)
 # resolves an unpinned torch (which would pull a multi-GB CUDA build).
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	$(BIN)/python -c "import torch, VQSegCore; print('installed torch', torch.__version__, 'and VQSegCore', VQSegCore.__version__)"

@@ -65,7 +65,7 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     OS errors such as a full disk or a read-only folder become InputError.
     """
     target = Path(path)
-    temp = target.with_name(f"{_TEMP_PREFIX}{uuid.uuid4().hex[:12]}-{target.name[: -len(full_suffix(target)) or None]}{full_suffix(target)}")
+    temp = _temporary_beside(target)
     try:
         yield temp
         _fsync_file(temp)
@@ -77,6 +77,13 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         _remove_quietly(temp)
         raise
+
+
+def _temporary_beside(target: Path) -> Path:
+    """`.vqseg-tmp-<random>-name.nii.gz` in the target's folder: same file system, same suffix."""
+    suffix = full_suffix(target)
+    stem = target.name[: len(target.name) - len(suffix)]
+    return target.with_name(f"{_TEMP_PREFIX}{uuid.uuid4().hex[:12]}-{stem}{suffix}")
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
