@@ -34,7 +34,7 @@ def test_human_mode_error_is_one_message_and_a_hint(cli, tmp_path):
         (lambda d: [d / "ct.nii.gz", "--label", d / "a_file.txt" / "label.nii.gz"], "does not exist"),
         (lambda d: [d / "ct.png"], "suffix"),
         (lambda d: [d / "ct.nii.gz", "--label", d / "label.vtk"], "suffix"),
-        (lambda d: [d / "ct.seg.nrrd"], ".seg.nrrd"),
+        (lambda d: [d / "ct.seg.nrrd"], "cannot write an image"),
     ],
 )
 def test_unwritable_output_exits_2_and_leaves_nothing(cli, tmp_path, outputs, phrase):

@@ -14,13 +14,18 @@ from VQSegCore.errors import InputError
 from VQSegCore.io.seg_nrrd import write_seg_nrrd
 
 LABEL_MAP_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".seg.nrrd", ".mha")
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
 
 
-def output_format(path: str | os.PathLike) -> str:
-    """The label-map format named by the path's suffix, or InputError for an unsupported one."""
+def output_format(path: str | os.PathLike, kind: str = "label map") -> str:
+    """The format named by the path's suffix, or InputError when a `kind` cannot be written so.
+
+    Call it for every output before any work starts, so a bad path fails fast and writes nothing.
+    """
+    allowed = LABEL_MAP_SUFFIXES if kind == "label map" else IMAGE_SUFFIXES
     suffix = full_suffix(Path(path)).lower()
-    if suffix not in LABEL_MAP_SUFFIXES:
-        raise InputError(f"{path}: cannot write a label map with suffix {suffix or '(none)'!r}", f"use one of {', '.join(LABEL_MAP_SUFFIXES)}")
+    if suffix not in allowed:
+        raise InputError(f"{path}: cannot write {'an' if kind[0] in 'aeiou' else 'a'} {kind} with suffix {suffix or '(none)'!r}", f"use one of {', '.join(allowed)}")
     return suffix
 
 
@@ -64,12 +69,10 @@ def write_label_map(
 def write_image(image: sitk.Image, path: str | os.PathLike) -> Path:
     """Write any image (e.g. a CT volume) atomically in the format its suffix names."""
     path = Path(path)
+    suffix = output_format(path, "image")
     check_writable_folder(path)
     with atomic_output(path) as temp:
-        try:
-            sitk.WriteImage(image, str(temp), useCompression=not str(path).endswith(".nii"))
-        except RuntimeError as error:
-            raise InputError(f"{path}: cannot write an image in this format ({error})", "use .nii.gz, .nrrd or .mha") from error
+        sitk.WriteImage(image, str(temp), useCompression=suffix != ".nii")
     return path
 
 

@@ -37,10 +37,11 @@ def run(args: argparse.Namespace, context) -> dict:
     from VQSegCore.synth import PhantomSpec, make_chest_ct
 
     outputs = [args.output] + ([args.label] if args.label else [])
+    output_format(args.output, "image")
+    if args.label:
+        output_format(args.label)
     for path in outputs:
         check_writable_folder(path)
-    if output_format(args.output) == ".seg.nrrd":
-        raise InputError(f"{args.output}: a CT volume cannot be written as .seg.nrrd", "use .nii.gz, .nrrd or .mha for the CT")
     if args.label and args.label.resolve() == args.output.resolve():
         raise InputError("the CT and the label would be written to the same file", "give --label another path")
     try:
