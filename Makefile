@@ -20,7 +20,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[test,astra]"
 	$(BIN)/python -c "import torch, VQSegCore; print('installed torch', torch.__version__, 'and VQSegCore', VQSegCore.__version__)"
 	touch $(STAMP)
 
