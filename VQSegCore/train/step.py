@@ -1,0 +1,222 @@
+"""One VQ-Seg semi-supervised iteration (paper's method; authors' code choices as options).
+
+    labeled x_l ── weak ── student (no perturbation) ── L_sup (CE + Dice), L_rec, L_vq, L_pfa
+    unlabeled x_u ─ weak ─┬─ EMA teacher (no grad, eval, no perturbation) ─ pseudo-label + confidence
+                          └─ strong x2 ─ CutMix ─ student (perturb=True: qpm | dropout | none)
+                                                  ─ L_unsup (CutMix-mixed pseudo-labels), L_rec, L_vq, L_pfa
+    total = w_l L_sup + w_u L_unsup + w_rec L_rec + w_vq L_vq + w_pfa L_pfa;  backward, step, EMA.
+
+The two strong views go through the student in one pass of 2B, as the authors' code. L_vq sums
+the student passes (authors': L_vq^l + L_vq^u); L_rec and L_pfa average them, so their weights
+mean the same with and without unlabeled data. `supervised_only=True` skips the unlabeled branch:
+the supervised baseline on the same code path.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from VQSegCore.model.config import VQSegConfig
+from VQSegCore.model.foundation import FoundationModel
+from VQSegCore.model.heads import reconstruction_l1_loss
+from VQSegCore.model.pfa import patch_infonce_loss
+from VQSegCore.train.augment import StrongAugment, cutmix, cutmix_boxes, strong_view, weak_view
+from VQSegCore.train.ema import ema_momentum, update_ema
+from VQSegCore.train.losses import confident_fraction, pseudo_label_loss, pseudo_labels, supervised_loss
+
+
+@dataclass
+class LossWeights:
+    """Weights of the total loss. Defaults: the paper where it gives one, else the authors' code.
+
+    labeled 1 and unlabeled 1 (paper, lambda_u = 1); `authors_code()` gives the code's
+    1/2 (5 L_x + L_u). vq 0.1 (code; the paper gives none). reconstruction and pfa: None takes
+    `config.reconstruction_weight` (1) and `config.pfa_weight` (paper's lambda_a = 5).
+    """
+
+    labeled: float = 1.0
+    unlabeled: float = 1.0
+    vq: float = 0.1
+    reconstruction: float | None = None
+    pfa: float | None = None
+    dice: float = 1.0  # inside L_sup: (CE + dice * Dice) / (1 + dice); 0 = paper's CE only
+
+    @classmethod
+    def authors_code(cls, **overrides: float) -> "LossWeights":
+        return cls(**{"labeled": 2.5, "unlabeled": 0.5, **overrides})
+
+    def resolved(self, config: VQSegConfig) -> "LossWeights":
+        rec = config.reconstruction_weight if self.reconstruction is None else self.reconstruction
+        pfa = config.pfa_weight if self.pfa is None else self.pfa
+        return LossWeights(self.labeled, self.unlabeled, self.vq, rec, pfa, self.dice)
+
+
+class SemiSupervisedStep:
+    """Callable training step; holds the student, its EMA teacher, the optimiser and the options.
+
+    Images are [B, C, H, W] in [0, 1] (H, W multiples of `config.size_multiple`); labels [B, H, W]
+    long with IGNORE_INDEX (255) for padding. `generator` (a CPU torch.Generator) drives all
+    augmentation; on CPU it also drives the perturbation, so a seeded run is bit-reproducible.
+    """
+
+    def __init__(
+        self,
+        student: nn.Module,
+        teacher: nn.Module,
+        optimiser: torch.optim.Optimizer,
+        config: VQSegConfig | None = None,
+        *,
+        weights: LossWeights | None = None,
+        foundation: FoundationModel | None = None,
+        confidence_threshold: float = 0.95,
+        ema_base: float = 0.99,  # paper's alpha; the authors' code: 0.996 with ema_ramp=True
+        ema_ramp: bool = False,
+        ema_average_buffers: bool = True,
+        cutmix_p: float = 0.5,
+        strong: StrongAugment | None = None,
+        autocast_dtype: torch.dtype | None = None,  # None = fp32; torch.bfloat16 for mixed precision
+    ) -> None:
+        self.student, self.teacher, self.optimiser = student, teacher, optimiser
+        self.config = config or student.config
+        self.weights = (weights or LossWeights()).resolved(self.config)
+        self.foundation = foundation
+        if self.weights.pfa and foundation is not None and getattr(student, "pfa_adapter", None) is None:
+            raise ValueError("a foundation model was given but the model has no PFA adapter (config.pfa_model)")
+        self.threshold = confidence_threshold
+        self.ema_base, self.ema_ramp, self.ema_average_buffers = ema_base, ema_ramp, ema_average_buffers
+        self.cutmix_p = cutmix_p
+        self.strong = strong or StrongAugment()
+        self.autocast_dtype = autocast_dtype
+        self.iteration = 0
+
+    def __call__(
+        self,
+        labeled_images: Tensor,
+        labels: Tensor,
+        unlabeled_images: Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        supervised_only: bool = False,
+    ) -> dict[str, float]:
+        if not supervised_only and unlabeled_images is None:
+            raise ValueError("unlabeled_images are required unless supervised_only=True")
+        self.student.train()
+        x_l, y_l = weak_view(labeled_images, labels, generator=generator)
+        terms: dict[str, Tensor] = {}
+
+        out_l = self._student(x_l, perturb=False, generator=generator)
+        sup = supervised_loss(out_l.logits, y_l, dice_weight=self.weights.dice)
+        terms.update(sup=sup.total, sup_ce=sup.cross_entropy, sup_dice=sup.dice)
+        rec, vq, pfa = [self._reconstruction(out_l, x_l)], [out_l.vq_losses.total.float()], [self._pfa(out_l, x_l)]
+        logs = {"pseudo_coverage": 0.0, "qpm_changed": 0.0}
+
+        if not supervised_only:
+            unsup, out_u, x_s, coverage = self._unlabeled(unlabeled_images, generator)
+            terms["unsup"] = unsup
+            rec.append(self._reconstruction(out_u, x_s))
+            vq.append(out_u.vq_losses.total.float())
+            pfa.append(self._pfa(out_u, x_s))
+            logs["pseudo_coverage"] = coverage
+            if out_u.perturbed_mask is not None:
+                logs["qpm_changed"] = float(out_u.perturbed_mask.float().mean())
+
+        terms["rec"] = _mean([r for r in rec if r is not None])
+        terms["vq"] = torch.stack(vq).sum()
+        terms["pfa"] = _mean([p for p in pfa if p is not None])
+        w = self.weights
+        total = w.labeled * terms["sup"] + w.vq * terms["vq"]
+        if "unsup" in terms:
+            total = total + w.unlabeled * terms["unsup"]
+        if terms["rec"] is not None:
+            total = total + w.reconstruction * terms["rec"]
+        if terms["pfa"] is not None:
+            total = total + w.pfa * terms["pfa"]
+
+        self.optimiser.zero_grad(set_to_none=True)
+        total.backward()
+        self.optimiser.step()
+        momentum = ema_momentum(self.iteration, self.ema_base, self.ema_ramp)
+        update_ema(self.teacher, self.student, momentum, average_buffers=self.ema_average_buffers)
+        self.iteration += 1
+
+        logs.update({name: float(value.detach()) for name, value in terms.items() if value is not None})
+        logs.update(loss=float(total.detach()), ema_momentum=momentum)
+        return logs
+
+    # ---- the unlabeled branch ---------------------------------------------------------------
+    def _unlabeled(self, images: Tensor, generator: torch.Generator | None) -> tuple[Tensor, object, Tensor, float]:
+        (x_w,) = weak_view(images, generator=generator)
+        self.teacher.eval()  # eval-mode semantics (BatchNorm statistics, dropout); no perturbation
+        with torch.no_grad(), self._autocast():
+            teacher_out = self.teacher(x_w, perturb=False, reconstruct=False)
+        pseudo, confidence = pseudo_labels(teacher_out.logits)
+
+        views, view_labels, view_confidence = strong_cutmix_views(
+            x_w, pseudo, confidence, generator, strong=self.strong, cutmix_p=self.cutmix_p
+        )
+        x_s = torch.cat(views)
+        out = self._student(x_s, perturb=True, generator=generator)
+        logits = out.logits.float().chunk(2)
+        losses = [
+            pseudo_label_loss(lg, lb, cf, threshold=self.threshold)
+            for lg, lb, cf in zip(logits, view_labels, view_confidence)
+        ]
+        coverage = confident_fraction(torch.cat(view_confidence), self.threshold)
+        return torch.stack(losses).mean(), out, x_s, coverage
+
+    # ---- helpers ------------------------------------------------------------------------------
+    def _student(self, images: Tensor, *, perturb: bool, generator: torch.Generator | None):
+        pfa_grid = self.foundation.grid_for(tuple(images.shape[-2:])) if self._use_pfa() else None
+        # A CPU generator cannot drive CUDA sampling; there the perturbation uses the global CUDA RNG.
+        model_generator = generator if generator is not None and generator.device == images.device else None
+        with self._autocast():
+            return self.student(images, perturb=perturb, pfa_grid=pfa_grid, generator=model_generator)
+
+    def _reconstruction(self, out, images: Tensor) -> Tensor | None:
+        if out.reconstruction is None or not self.weights.reconstruction:
+            return None
+        return reconstruction_l1_loss(out.reconstruction.float(), images.float())
+
+    def _pfa(self, out, images: Tensor) -> Tensor | None:
+        if not self._use_pfa():
+            return None
+        target = self.foundation.features(images)  # frozen, no grad
+        return patch_infonce_loss(out.pfa_features.float(), target, self.config.pfa_temperature)
+
+    def _use_pfa(self) -> bool:
+        return self.foundation is not None and bool(self.weights.pfa)
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return nullcontext()
+        device = next(self.student.parameters()).device.type
+        return torch.autocast(device_type=device, dtype=self.autocast_dtype)
+
+
+def strong_cutmix_views(
+    weak: Tensor,
+    pseudo: Tensor,
+    confidence: Tensor,
+    generator: torch.Generator | None,
+    *,
+    strong: StrongAugment | None = None,
+    cutmix_p: float = 0.5,
+    views: int = 2,
+) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+    """Strong views of the weak images, each CutMix-ed with its own boxes; the teacher's pseudo-labels
+    and confidences mixed with the same boxes, so every pixel keeps the label of the image it shows."""
+    images, labels, confidences = [], [], []
+    for _ in range(views):
+        boxes = cutmix_boxes(len(weak), weak.shape[-2:], generator, p=cutmix_p, device=weak.device)
+        images.append(cutmix(strong_view(weak, generator, strong), boxes))
+        labels.append(cutmix(pseudo, boxes))
+        confidences.append(cutmix(confidence, boxes))
+    return images, labels, confidences
+
+
+def _mean(values: list[Tensor]) -> Tensor | None:
+    return torch.stack(values).mean() if values else None
