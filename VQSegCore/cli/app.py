@@ -91,7 +91,11 @@ def _run(argv: list[str], commands: list, reporter: Reporter) -> int:
         reporter.error(problem.message, problem.hint, EXIT_BAD_INPUT)
         return EXIT_BAD_INPUT
     except (Cancelled, KeyboardInterrupt):
-        reporter.error("cancelled; nothing was written", "run the command again to start over", EXIT_CANCELLED)
+        reporter.error(
+            "cancelled; no output was left half-written",
+            "run the command again; commands with --resume continue from their last checkpoint",
+            EXIT_CANCELLED,
+        )
         return EXIT_CANCELLED
     except Exception as bug:  # noqa: BLE001 - the last line of defence must catch everything
         details = traceback.format_exc()

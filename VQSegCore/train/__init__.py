@@ -10,8 +10,19 @@ from VQSegCore.train.augment import StrongAugment, cutmix, cutmix_boxes, strong_
 from VQSegCore.train.ema import ema_momentum, make_teacher, update_ema
 from VQSegCore.train.losses import pseudo_label_loss, pseudo_labels, supervised_loss
 from VQSegCore.train.step import LossWeights, SemiSupervisedStep, strong_cutmix_views
+from VQSegCore.train.checkpoint import load_checkpoint, save_checkpoint
+from VQSegCore.train.data import CaseCache, PreparedCase, SliceSampler, prepare_training_data
+from VQSegCore.train.loop import train, validate
 
 __all__ = [
+    "CaseCache",
+    "PreparedCase",
+    "SliceSampler",
+    "load_checkpoint",
+    "prepare_training_data",
+    "save_checkpoint",
+    "train",
+    "validate",
     "LossWeights",
     "SemiSupervisedStep",
     "StrongAugment",

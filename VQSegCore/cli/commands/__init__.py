@@ -1,5 +1,5 @@
 """Every subcommand is a module with `register(subparsers)` that sets `run(args, context) -> dict`."""
 
-from VQSegCore.cli.commands import evaluate, info, inspect, synth
+from VQSegCore.cli.commands import evaluate, info, inspect, synth, train
 
-COMMANDS = [info, inspect, synth, evaluate]
+COMMANDS = [info, inspect, synth, evaluate, train]

@@ -1,0 +1,289 @@
+"""The training loop: data, SemiSupervisedStep, poly schedule, validation of the EMA teacher, checkpoints.
+
+    result = train(spec, VQSegConfig(...), out_dir, iterations=1000, batch_size=8, crop_size=128)
+
+Writes under `out_dir`:
+    run.json          the settings of the run (a later run in the same folder must --resume it)
+    cache/            the prepared volumes (see data.py)
+    checkpoint/       the latest training checkpoint (checkpoint.py), every `checkpoint_every` and on cancel
+    best/             the teacher with the best mean val Dice (save_model format)
+    last/             the teacher at the end
+Validation reads only the `val` split; the test split is never touched. On CPU a resumed run reaches
+bit-identical weights to an uninterrupted one (the schedule depends only on the iteration).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from VQSegCore.atomic import write_json_atomic
+from VQSegCore.errors import Cancelled, InputError
+from VQSegCore.model import VQSegConfig, build_model, save_model
+from VQSegCore.preprocess import crop_from_padding, pad_to_multiple, slice_stack
+from VQSegCore.train.checkpoint import checkpoint_folder, load_checkpoint, save_checkpoint
+from VQSegCore.train.data import CaseCache, PreparedCase, SliceSampler, prepare_training_data
+from VQSegCore.train.ema import make_teacher
+from VQSegCore.train.step import SemiSupervisedStep
+
+POLY_POWER = 0.9
+
+
+class _NullReporter:
+    def progress(self, *args, **kwargs): pass
+    def metric(self, **kwargs): pass
+    def log(self, *args, **kwargs): pass
+
+
+class _NoCancel:
+    def check(self) -> None: pass
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda was asked for, but no CUDA device is available", "use --device cpu or auto")
+    return torch.device(device)
+
+
+def poly_lr(base: float, progress: float) -> float:
+    return base * max(0.0, 1.0 - progress) ** POLY_POWER
+
+
+def train(
+    spec,
+    config: VQSegConfig,
+    out_dir,
+    *,
+    iterations: int | None = None,
+    minutes: float | None = None,
+    batch_size: int = 8,
+    crop_size: int = 128,
+    lr: float = 1e-3,
+    seed: int = 0,
+    supervised_only: bool = False,
+    validate_every: int = 100,
+    checkpoint_every: int = 100,
+    resume: bool = False,
+    reporter=None,
+    cancel=None,
+    device: str = "cpu",
+    optimiser: str = "adamw",
+    weight_decay: float = 1e-4,
+    foreground_fraction: float = 0.5,
+    include_labelled_as_unlabelled: bool = True,
+    cache_dir=None,
+    step_options: dict | None = None,
+) -> dict:
+    """Train and return a summary dict (iterations done, best val Dice, folders written)."""
+    if iterations is None and minutes is None:
+        raise InputError("give a number of iterations or a time budget in minutes", "e.g. --iterations 2000 or --minutes 30")
+    if iterations is not None and iterations < 1:
+        raise InputError(f"iterations must be >= 1, got {iterations}")
+    if minutes is not None and minutes <= 0:
+        raise InputError(f"minutes must be > 0, got {minutes}")
+    if batch_size < 1 or validate_every < 1 or checkpoint_every < 1:
+        raise InputError("batch size, --validate-every and --checkpoint-every must be >= 1")
+    if optimiser not in ("adamw", "sgd"):
+        raise ValueError(f"optimiser must be 'adamw' or 'sgd', got {optimiser!r}")
+    reporter = reporter or _NullReporter()
+    cancel = cancel or _NoCancel()
+    out_dir = Path(out_dir)
+    dev = resolve_device(device)
+    config = config.resolved()
+    if not config.classes.values == spec.classes.values:
+        import dataclasses
+        config = dataclasses.replace(config, classes=spec.classes)
+
+    settings = {
+        "config": config.to_dict(), "iterations": iterations, "minutes": minutes, "batch_size": batch_size,
+        "crop_size": crop_size, "lr": lr, "seed": seed, "supervised_only": supervised_only, "optimiser": optimiser,
+        "weight_decay": weight_decay, "foreground_fraction": foreground_fraction,
+        "include_labelled_as_unlabelled": include_labelled_as_unlabelled, "dataset": str(spec.path) if spec.path else None,
+    }
+    _check_out_folder(out_dir, settings, resume)
+
+    # ---- data (the test split is never read) ------------------------------------------------
+    cache = CaseCache(Path(cache_dir) if cache_dir else out_dir / "cache", config.preprocessing, spec.classes)
+    labelled, unlabelled = prepare_training_data(
+        spec, cache, include_labelled_as_unlabelled=include_labelled_as_unlabelled, cancel=cancel,
+        progress=lambda done, total, case: reporter.progress("prepare", done, total, case=case),
+    )
+    val_cases = [cache.prepare(case) for case in spec.labelled("val")]
+    reporter.progress("prepare", 1, 1)
+    if not unlabelled and not supervised_only:
+        reporter.log("no unlabelled training case: training supervised only", "warning")
+        supervised_only = True
+
+    # ---- model, teacher, optimiser ----------------------------------------------------------
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    generator = torch.Generator().manual_seed(seed)
+    student = build_model(config).to(dev)
+    teacher = make_teacher(student)
+    if optimiser == "adamw":
+        opt = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=weight_decay)
+    else:
+        opt = torch.optim.SGD(student.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
+    step = SemiSupervisedStep(student, teacher, opt, config, **(step_options or {}))
+    sampler = SliceSampler(labelled, unlabelled, crop_size=crop_size, size_multiple=config.size_multiple, rng=rng,
+                           context_slices=config.preprocessing.context_slices, foreground_fraction=foreground_fraction)
+
+    iteration, best_dice, best_iteration, elapsed_before = 0, -1.0, None, 0.0
+    if resume:
+        state = load_checkpoint(out_dir, student=student, teacher=teacher, optimiser=opt, rng=rng, generator=generator)
+        iteration = state.iteration
+        best_dice = state.extra.get("best_dice", -1.0)
+        best_iteration = state.extra.get("best_iteration")
+        elapsed_before = state.extra.get("elapsed_s", 0.0)
+        step.iteration = iteration
+        reporter.log(f"resumed at iteration {iteration}")
+    else:
+        write_json_atomic(out_dir / "run.json", settings)
+
+    started = time.monotonic()
+    budget_s = minutes * 60.0 if minutes is not None else None
+    last_val: float | None = None
+
+    def elapsed() -> float:
+        return elapsed_before + time.monotonic() - started
+
+    def checkpoint() -> None:
+        save_checkpoint(out_dir, student=student, teacher=teacher, optimiser=opt, iteration=iteration, rng=rng,
+                        generator=generator, extra={"best_dice": best_dice, "best_iteration": best_iteration, "elapsed_s": elapsed()})
+
+    def training_info() -> dict:
+        return {k: v for k, v in settings.items() if k != "config"} | {"iterations_done": iteration, "device": str(dev)}
+
+    total = iterations
+    try:
+        while True:
+            if iterations is not None and iteration >= iterations:
+                break
+            if budget_s is not None and elapsed() >= budget_s:
+                break
+            cancel.check()
+            progress = iteration / iterations if iterations is not None else 0.0
+            if budget_s is not None:
+                progress = max(progress, elapsed() / budget_s)
+            for group in opt.param_groups:
+                group["lr"] = poly_lr(lr, progress)
+            x_l, y_l = sampler.labelled_batch(batch_size)
+            x_u = None if supervised_only else sampler.unlabelled_batch(batch_size).to(dev)
+            logs = step(x_l.to(dev), y_l.to(dev), x_u, generator=generator, supervised_only=supervised_only)
+            iteration += 1
+            usage = student.quantizer.usage()
+            student.quantizer.reset_usage()
+            if not all(math.isfinite(v) for v in logs.values()):
+                raise RuntimeError(f"training diverged at iteration {iteration}: {logs}")
+            extra = {k: round(v, 6) for k, v in logs.items()}
+            extra.update(lr=opt.param_groups[0]["lr"], codebook_fraction=round(usage.fraction_used, 4),
+                         codebook_perplexity=round(usage.perplexity, 3), val_dice=last_val)
+            if total is None and budget_s is not None:
+                extra["time_left_s"] = round(max(0.0, budget_s - elapsed()), 1)
+            reporter.progress("train", iteration, total or 0, iteration=iteration, **extra)
+
+            if iteration % validate_every == 0 and val_cases:
+                scores = validate(teacher, val_cases, config, dev, cancel=cancel)
+                last_val = scores["mean_dice"]
+                reporter.metric(stage="validate", iteration=iteration, mean_dice=last_val, per_case=scores["per_case"])
+                if last_val > best_dice:
+                    best_dice, best_iteration = last_val, iteration
+                    save_model(teacher, out_dir / "best", training=training_info(),
+                               metrics={"val_mean_dice": last_val, "val_per_case": scores["per_case"], "iteration": iteration})
+            if iteration % checkpoint_every == 0:
+                checkpoint()
+    except Cancelled:
+        checkpoint()
+        reporter.log(f"cancelled at iteration {iteration}; checkpoint written to {out_dir / 'checkpoint'} (use --resume)", "warning")
+        raise
+
+    # ---- the end: final validation, last and best teachers, checkpoint ---------------------
+    if val_cases and (best_iteration != iteration):
+        scores = validate(teacher, val_cases, config, dev, cancel=cancel)
+        last_val = scores["mean_dice"]
+        reporter.metric(stage="validate", iteration=iteration, mean_dice=last_val, per_case=scores["per_case"])
+        if last_val > best_dice:
+            best_dice, best_iteration = last_val, iteration
+            save_model(teacher, out_dir / "best", training=training_info(),
+                       metrics={"val_mean_dice": last_val, "val_per_case": scores["per_case"], "iteration": iteration})
+    last_metrics = {"iteration": iteration} | ({"val_mean_dice": last_val} if last_val is not None else {})
+    save_model(teacher, out_dir / "last", training=training_info(), metrics=last_metrics)
+    if not val_cases:
+        reporter.log("no labelled val case: best/ is the last teacher (no validation)", "warning")
+        save_model(teacher, out_dir / "best", training=training_info(), metrics=last_metrics)
+    checkpoint()
+    return {
+        "iterations": iteration,
+        "best_val_dice": best_dice if best_dice >= 0 else None,
+        "best_iteration": best_iteration,
+        "last_val_dice": last_val,
+        "best": str(out_dir / "best"),
+        "last": str(out_dir / "last"),
+        "elapsed_s": round(elapsed(), 2),
+        "device": str(dev),
+        "cases": {"labelled": len(labelled), "unlabelled": len(unlabelled), "val": len(val_cases)},
+    }
+
+
+def _check_out_folder(out_dir: Path, settings: dict, resume: bool) -> None:
+    run_file = out_dir / "run.json"
+    if resume:
+        if checkpoint_folder(out_dir) is None or not run_file.is_file():
+            raise InputError(f"--resume: {out_dir} holds no training checkpoint", "start a new run without --resume")
+        previous = json.loads(run_file.read_text(encoding="utf-8"))
+        keys = ("config", "batch_size", "crop_size", "lr", "seed", "supervised_only", "optimiser", "iterations", "minutes")
+        changed = [k for k in keys if previous.get(k) != json.loads(json.dumps(settings.get(k)))]
+        if changed:
+            raise InputError(f"--resume: the run in {out_dir} used different settings ({', '.join(changed)})",
+                             "resume with the same settings, or start a new run in another folder")
+        return
+    if run_file.exists() or checkpoint_folder(out_dir) is not None or (out_dir / "last").exists():
+        raise InputError(f"{out_dir} already holds a training run", "use --resume to continue it, or choose another --out folder")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"{out_dir} is not a folder", "choose a folder for --out")
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+@torch.no_grad()
+def predict_volume(model, case: PreparedCase, config: VQSegConfig, device: torch.device, slices_per_batch: int = 8) -> np.ndarray:
+    """Slice-wise argmax channel indices [z, H, W] of a prepared volume on the model grid."""
+    model.eval()
+    depth = case.image.shape[0]
+    out = np.empty(case.image.shape, dtype=np.uint8)
+    context = config.preprocessing.context_slices
+    for start in range(0, depth, slices_per_batch):
+        stack = np.stack([np.asarray(slice_stack(case.image, k, context), dtype=np.float32)
+                          for k in range(start, min(depth, start + slices_per_batch))])
+        padded, padding = pad_to_multiple(stack, config.size_multiple, value=case.background)
+        logits = model(torch.from_numpy(np.ascontiguousarray(padded)).to(device), perturb=False, reconstruct=False).logits
+        labels = logits.argmax(dim=1).cpu().numpy().astype(np.uint8)
+        out[start : start + len(stack)] = crop_from_padding(labels, padding)
+    return out
+
+
+def dice_per_class(prediction: np.ndarray, label: np.ndarray, num_classes: int) -> list[float]:
+    """Dice of each foreground channel index 1..num_classes-1; 1.0 when both are empty."""
+    scores = []
+    for c in range(1, num_classes):
+        p, t = prediction == c, label == c
+        denominator = int(p.sum()) + int(t.sum())
+        scores.append(1.0 if denominator == 0 else 2.0 * int((p & t).sum()) / denominator)
+    return scores
+
+
+def validate(model, cases: list[PreparedCase], config: VQSegConfig, device: torch.device, cancel=None) -> dict:
+    """Per-volume mean foreground Dice of `model` over `cases` (the val split), and their mean."""
+    per_case = {}
+    for case in cases:
+        if cancel is not None:
+            cancel.check()
+        prediction = predict_volume(model, case, config, device)
+        per_case[case.id] = float(np.mean(dice_per_class(prediction, np.asarray(case.label), config.num_classes)))
+    return {"mean_dice": float(np.mean(list(per_case.values()))) if per_case else float("nan"), "per_case": per_case}
