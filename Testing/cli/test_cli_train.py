@@ -9,31 +9,15 @@ import pytest
 import SimpleITK as sitk
 
 from VQSegCore.model import load_model
-from VQSegCore.synth import PhantomSpec, make_chest_ct
+from toydata import make_dataset
 
 TINY_ARGS = ["--base-width", "8", "--depth", "3", "--codebook-size", "64", "--spacing", "3", "3",
              "--batch-size", "2", "--crop-size", "32", "--device", "cpu"]
 
 
-def make_dataset(folder: Path, splits) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    cases = []
-    for seed, (case_id, split, labelled) in enumerate(splits):
-        phantom = make_chest_ct(PhantomSpec(size_xy=(64, 64), n_slices=16, spacing=(3, 3, 4), seed=seed, tumour_diameter_mm=30))
-        sitk.WriteImage(phantom.image, str(folder / f"{case_id}.nii.gz"))
-        entry = {"id": case_id, "image": f"{case_id}.nii.gz", "split": split}
-        if labelled:
-            sitk.WriteImage(phantom.label, str(folder / f"{case_id}-label.nii.gz"))
-            entry["label"] = f"{case_id}-label.nii.gz"
-        cases.append(entry)
-    spec = folder / "spec.json"
-    spec.write_text(json.dumps({"cases": cases}))
-    return spec
-
-
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
-    return make_dataset(tmp_path_factory.mktemp("data"), (("a", "train", True), ("b", "train", False), ("c", "val", True)))
+    return make_dataset(tmp_path_factory.mktemp("data"))
 
 
 def test_train_writes_best_and_last_and_reports_losses(cli, dataset, tmp_path):

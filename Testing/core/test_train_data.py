@@ -12,27 +12,10 @@ import SimpleITK as sitk
 from VQSegCore.dataset_spec import DatasetSpec
 from VQSegCore.errors import InputError
 from VQSegCore.model.config import PreprocessingConfig
-from VQSegCore.synth import PhantomSpec, make_chest_ct
 from VQSegCore.train.data import IGNORE_INDEX, CaseCache, SliceSampler, prepare_training_data
+from toydata import make_dataset
 
 PRE = PreprocessingConfig(spacing_mm=(3.0, 3.0))
-
-
-def make_dataset(folder: Path, splits=(("a", "train", True), ("b", "train", False), ("c", "val", True))) -> Path:
-    """64x64x16 phantoms at 3 mm; returns the spec path."""
-    folder.mkdir(parents=True, exist_ok=True)
-    cases = []
-    for seed, (case_id, split, labelled) in enumerate(splits):
-        phantom = make_chest_ct(PhantomSpec(size_xy=(64, 64), n_slices=16, spacing=(3, 3, 4), seed=seed, tumour_diameter_mm=30))
-        sitk.WriteImage(phantom.image, str(folder / f"{case_id}.nii.gz"))
-        entry = {"id": case_id, "image": f"{case_id}.nii.gz", "split": split}
-        if labelled:
-            sitk.WriteImage(phantom.label, str(folder / f"{case_id}-label.nii.gz"))
-            entry["label"] = f"{case_id}-label.nii.gz"
-        cases.append(entry)
-    spec = folder / "spec.json"
-    spec.write_text(json.dumps({"cases": cases}))
-    return spec
 
 
 @pytest.fixture(scope="module")

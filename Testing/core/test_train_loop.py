@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import SimpleITK as sitk
 import torch
 from safetensors.torch import load_file
 
@@ -15,35 +14,19 @@ from VQSegCore.dataset_spec import DatasetSpec
 from VQSegCore.errors import Cancelled, InputError
 from VQSegCore.model import VQSegConfig, build_model, load_model
 from VQSegCore.model.config import PreprocessingConfig
-from VQSegCore.synth import PhantomSpec, make_chest_ct
 from VQSegCore.train import make_teacher
 from VQSegCore.train.checkpoint import load_checkpoint, save_checkpoint
 from VQSegCore.train.loop import train
+from toydata import make_dataset
 
 TINY = VQSegConfig(backbone="unet", unet_base_width=8, unet_depth=3, codebook_size=64,
                    preprocessing=PreprocessingConfig(spacing_mm=(3.0, 3.0)))
 FAST = dict(batch_size=2, crop_size=32, lr=1e-3, seed=0, device="cpu")
 
 
-def make_dataset(folder: Path, splits) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    cases = []
-    for seed, (case_id, split, labelled) in enumerate(splits):
-        phantom = make_chest_ct(PhantomSpec(size_xy=(64, 64), n_slices=16, spacing=(3, 3, 4), seed=seed, tumour_diameter_mm=30))
-        sitk.WriteImage(phantom.image, str(folder / f"{case_id}.nii.gz"))
-        entry = {"id": case_id, "image": f"{case_id}.nii.gz", "split": split}
-        if labelled:
-            sitk.WriteImage(phantom.label, str(folder / f"{case_id}-label.nii.gz"))
-            entry["label"] = f"{case_id}-label.nii.gz"
-        cases.append(entry)
-    spec = folder / "spec.json"
-    spec.write_text(json.dumps({"cases": cases}))
-    return spec
-
-
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
-    return make_dataset(tmp_path_factory.mktemp("data"), (("a", "train", True), ("b", "train", False), ("c", "val", True)))
+    return make_dataset(tmp_path_factory.mktemp("data"))
 
 
 class CancelAfter:
