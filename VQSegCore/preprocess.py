@@ -40,7 +40,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from VQSegCore.io.geometry import Geometry
+from VQSegCore.io.geometry import GEOMETRY_TOLERANCE_MM, Geometry
 from VQSegCore.model.config import PreprocessingConfig
 
 __all__ = [
@@ -193,7 +193,7 @@ def to_model_grid(image: sitk.Image, preprocessing: PreprocessingConfig, *, anti
 
 def label_to_model_grid(label: sitk.Image, grid: ModelGridVolume) -> np.ndarray:
     """A label map on the original image's grid → [z, H, W] on `grid` (nearest neighbour), for training."""
-    if Geometry.of(label).differences(grid.original, tolerance=1e-4):
+    if Geometry.of(label).differences(grid.original, tolerance=GEOMETRY_TOLERANCE_MM):
         raise ValueError("the label map does not lie on the image grid the model grid was made from")
     values = _label_dtype(sitk.GetArrayViewFromImage(label))
     if grid.reorientation == "resampled":

@@ -62,14 +62,22 @@ def ijk_to_lps(image: sitk.Image) -> np.ndarray:
 GEOMETRY_TOLERANCE_MM = 1e-4
 
 
-def assert_same_geometry(reference: sitk.Image, other: sitk.Image, what: str, tolerance: float = GEOMETRY_TOLERANCE_MM) -> None:
+_LABEL_ON_IMAGE_HINT = "resample the label map onto the image grid (e.g. in Slicer: export the segmentation with the image as reference)"
+
+
+def assert_same_geometry(
+    reference: sitk.Image,
+    other: sitk.Image,
+    what: str,
+    tolerance: float = GEOMETRY_TOLERANCE_MM,
+    *,
+    reference_name: str = "the image",
+    hint: str = _LABEL_ON_IMAGE_HINT,
+) -> None:
     """Raise InputError when `other` does not lie on `reference`'s voxel grid."""
     problems = Geometry.of(reference).differences(Geometry.of(other), tolerance)
     if problems:
-        raise InputError(
-            f"{what} does not match the image geometry: " + "; ".join(problems),
-            "resample the label map onto the image grid (e.g. in Slicer: export the segmentation with the image as reference)",
-        )
+        raise InputError(f"{what} is not on the voxel grid of {reference_name}: " + "; ".join(problems), hint)
 
 
 def _fmt(values: np.ndarray) -> str:

@@ -46,14 +46,22 @@ def read_volume(path: str | os.PathLike) -> Volume:
     return volume
 
 
-def read_label_map(path: str | os.PathLike, reference: sitk.Image | None = None, what: str = "label map") -> sitk.Image:
-    """Read an integer label map; when `reference` is given it must lie on the same voxel grid."""
+def read_label_map(
+    path: str | os.PathLike,
+    reference: sitk.Image | None = None,
+    what: str = "label map",
+    **grid_check,
+) -> sitk.Image:
+    """Read an integer label map; when `reference` is given it must lie on the same voxel grid.
+
+    `grid_check` passes `reference_name` and `hint` on to `assert_same_geometry` for the wording.
+    """
     path = Path(path)
     image = read_volume(path).image
     if image.GetPixelID() not in _INTEGER_PIXELS:
         image = _integer_or_fail(image, path, what)
     if reference is not None:
-        assert_same_geometry(reference, image, f"{what} {path}")
+        assert_same_geometry(reference, image, f"{what} {path}", **grid_check)
     return image
 
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from VQSegCore.atomic import atomic_output
-from VQSegCore.classes import ClassTable
+from VQSegCore.classes import ClassTable, unexpected_values
 from VQSegCore.dataset_spec import Case
 from VQSegCore.errors import InputError
 from VQSegCore.model.config import PreprocessingConfig
@@ -110,14 +110,12 @@ class CaseCache:
 
     def _channel_indices(self, label: np.ndarray, case: Case) -> np.ndarray:
         values = self.classes.values
-        present = np.unique(label)
-        unknown = sorted(int(v) for v in present if v != 0 and int(v) not in values)
-        if unknown:
+        if unknown := unexpected_values(label, self.classes):
             raise InputError(
                 f"case {case.id!r}: label {case.label} holds value(s) {unknown} outside the class table {values}",
                 "fix the label map, or add these values to the spec's \"classes\"",
             )
-        lookup = np.zeros(int(max(int(present.max()), max(values))) + 1, dtype=np.uint8)
+        lookup = np.zeros(max(int(label.max()), max(values)) + 1, dtype=np.uint8)
         for index, value in enumerate(values, start=1):
             lookup[value] = index
         return lookup[label]

@@ -24,6 +24,7 @@ import torch
 
 from VQSegCore.atomic import write_json_atomic
 from VQSegCore.errors import Cancelled, InputError
+from VQSegCore.metrics import dice_score
 from VQSegCore.model import VQSegConfig, build_model, save_model
 from VQSegCore.preprocess import crop_from_padding, pad_to_multiple, slice_stack
 from VQSegCore.train.checkpoint import checkpoint_folder, load_checkpoint, save_checkpoint
@@ -161,6 +162,17 @@ def train(
     def training_info() -> dict:
         return {k: v for k, v in settings.items() if k != "config"} | {"iterations_done": iteration, "device": str(dev)}
 
+    def validate_and_keep_best() -> None:
+        """Score the EMA teacher on the val split; save it as best/ when it beats the best so far."""
+        nonlocal last_val, best_dice, best_iteration
+        scores = validate(teacher, val_cases, config, dev, cancel=cancel)
+        last_val = scores["mean_dice"]
+        reporter.metric(stage="validate", iteration=iteration, mean_dice=last_val, per_case=scores["per_case"])
+        if last_val > best_dice:
+            best_dice, best_iteration = last_val, iteration
+            save_model(teacher, out_dir / "best", training=training_info(),
+                       metrics={"val_mean_dice": last_val, "val_per_case": scores["per_case"], "iteration": iteration})
+
     total = iterations
     try:
         while True:
@@ -190,13 +202,7 @@ def train(
             reporter.progress("train", iteration, total or 0, iteration=iteration, **extra)
 
             if iteration % validate_every == 0 and val_cases:
-                scores = validate(teacher, val_cases, config, dev, cancel=cancel)
-                last_val = scores["mean_dice"]
-                reporter.metric(stage="validate", iteration=iteration, mean_dice=last_val, per_case=scores["per_case"])
-                if last_val > best_dice:
-                    best_dice, best_iteration = last_val, iteration
-                    save_model(teacher, out_dir / "best", training=training_info(),
-                               metrics={"val_mean_dice": last_val, "val_per_case": scores["per_case"], "iteration": iteration})
+                validate_and_keep_best()
             if iteration % checkpoint_every == 0:
                 checkpoint()
     except Cancelled:
@@ -206,13 +212,7 @@ def train(
 
     # ---- the end: final validation, last and best teachers, checkpoint ---------------------
     if val_cases and (best_iteration != iteration):
-        scores = validate(teacher, val_cases, config, dev, cancel=cancel)
-        last_val = scores["mean_dice"]
-        reporter.metric(stage="validate", iteration=iteration, mean_dice=last_val, per_case=scores["per_case"])
-        if last_val > best_dice:
-            best_dice, best_iteration = last_val, iteration
-            save_model(teacher, out_dir / "best", training=training_info(),
-                       metrics={"val_mean_dice": last_val, "val_per_case": scores["per_case"], "iteration": iteration})
+        validate_and_keep_best()
     last_metrics = {"iteration": iteration} | ({"val_mean_dice": last_val} if last_val is not None else {})
     save_model(teacher, out_dir / "last", training=training_info(), metrics=last_metrics)
     if not val_cases:
@@ -270,12 +270,7 @@ def predict_volume(model, case: PreparedCase, config: VQSegConfig, device: torch
 
 def dice_per_class(prediction: np.ndarray, label: np.ndarray, num_classes: int) -> list[float]:
     """Dice of each foreground channel index 1..num_classes-1; 1.0 when both are empty."""
-    scores = []
-    for c in range(1, num_classes):
-        p, t = prediction == c, label == c
-        denominator = int(p.sum()) + int(t.sum())
-        scores.append(1.0 if denominator == 0 else 2.0 * int((p & t).sum()) / denominator)
-    return scores
+    return [dice_score(prediction == c, label == c) for c in range(1, num_classes)]
 
 
 def validate(model, cases: list[PreparedCase], config: VQSegConfig, device: torch.device, cancel=None) -> dict:

@@ -166,21 +166,18 @@ def _strip_suffix(name: str) -> str:
 def _evaluate(pair: Pair, classes: ClassTable) -> dict:
     import SimpleITK as sitk
 
-    from VQSegCore.io import Geometry, read_label_map
-    from VQSegCore.io.geometry import GEOMETRY_TOLERANCE_MM
+    from VQSegCore.io import read_label_map
     from VQSegCore.metrics import image_metrics, unexpected_values
 
     try:
         label = read_label_map(pair.label, what="label")
-        prediction = read_label_map(pair.prediction, what="prediction")
+        prediction = read_label_map(
+            pair.prediction, reference=label, what="the prediction",
+            reference_name=f"the label {pair.label}",
+            hint="segment the same image the label belongs to, or resample the prediction onto the label's grid",
+        )
     except InputError as problem:
         raise InputError(f"case {pair.case!r}: {problem.message}", problem.hint) from problem
-    # The same check as read_label_map(reference=...), worded for a prediction against its label.
-    if problems := Geometry.of(label).differences(Geometry.of(prediction), GEOMETRY_TOLERANCE_MM):
-        raise InputError(
-            f"case {pair.case!r}: the prediction {pair.prediction} is not on the voxel grid of the label {pair.label}: " + "; ".join(problems),
-            "segment the same image the label belongs to, or resample the prediction onto the label's grid",
-        )
     for what, image, path in (("label", label, pair.label), ("prediction", prediction, pair.prediction)):
         if unknown := unexpected_values(sitk.GetArrayViewFromImage(image), classes):
             raise InputError(
