@@ -160,3 +160,18 @@ def test_supervised_only_and_minutes_budget(dataset, tmp_path):
     assert summary["iterations"] >= 1
     assert all("unsup" not in e[3] for e in recorder.progress_events if e[0] == "train")
     assert (tmp_path / "run" / "last" / "card.json").is_file()
+
+
+def test_bf16_autocast_trains_on_cpu_and_fp16_needs_cuda(dataset, tmp_path):
+    spec = DatasetSpec.load(dataset)
+    with pytest.raises(InputError, match="fp16"):
+        train(spec, TINY, tmp_path / "fp16", iterations=2, precision="fp16", **FAST)
+    assert not (tmp_path / "fp16").exists()
+    with pytest.raises(InputError, match="precision"):
+        train(spec, TINY, tmp_path / "fp8", iterations=2, precision="fp8", **FAST)
+    summary = train(spec, TINY, tmp_path / "bf16", iterations=3, validate_every=3, precision="bf16", **FAST)
+    assert summary["precision"] == "bf16" and summary["iterations"] == 3
+    assert 0.0 <= summary["last_val_dice"] <= 1.0
+    assert json.loads((tmp_path / "bf16" / "run.json").read_text())["precision"] == "bf16"
+    weights = load_file(str(tmp_path / "bf16" / "last" / "weights.safetensors"))
+    assert all(t.dtype != torch.bfloat16 for t in weights.values())  # autocast: the weights stay float32

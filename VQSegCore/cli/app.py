@@ -18,7 +18,7 @@ from typing import Callable, Iterator
 
 from VQSegCore import __version__
 from VQSegCore.cancel import CancelToken, sigterm_cancels
-from VQSegCore.cli.reporting import EventReporter, HumanReporter, Reporter
+from VQSegCore.cli.reporting import EventReporter, HumanReporter, Reporter, WorkerReporter
 from VQSegCore.errors import EXIT_BAD_INPUT, EXIT_BUG, EXIT_CANCELLED, EXIT_OK, Cancelled, InputError
 
 
@@ -66,8 +66,13 @@ def build_parser(commands: list) -> argparse.ArgumentParser:
 def run_cli(argv: list[str] | None, commands: list) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     wants_events = "--events" in argv
+    rank = _torchrun_rank()
     with _stdout_reserved_for_events(wants_events) as event_stream:
-        reporter: Reporter = EventReporter(event_stream) if wants_events else HumanReporter()
+        reporter: Reporter
+        if rank:  # torchrun: rank 0 alone speaks for the job
+            reporter = WorkerReporter(rank)
+        else:
+            reporter = EventReporter(event_stream) if wants_events else HumanReporter()
         try:
             return _run(argv, commands, reporter)
         finally:
@@ -103,6 +108,13 @@ def _run(argv: list[str], commands: list, reporter: Reporter) -> int:
         reporter.log(details, "error")
         reporter.error(f"internal error: {type(bug).__name__}: {bug}", "this is a bug in VQSeg; please report it with the log above", EXIT_BUG)
         return EXIT_BUG
+
+
+def _torchrun_rank() -> int:
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
 
 
 @contextlib.contextmanager

@@ -136,3 +136,19 @@ def _short(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return ", ".join(_short(v) for v in value)
     return str(value)
+
+
+class WorkerReporter(Reporter):
+    """Ranks > 0 of a torchrun job: rank 0 reports for all; these pass on only warnings and errors."""
+
+    def __init__(self, rank: int, err: TextIO | None = None) -> None:
+        super().__init__()
+        self.rank = rank
+        self.err = err or sys.stderr
+
+    def _emit(self, event: dict) -> None:
+        kind = event["event"]
+        if kind == "error" or (kind == "log" and event["level"] != "info"):
+            level = "error" if kind == "error" else event["level"]
+            self.err.write(f"[rank {self.rank}] {level}: {event['message']}\n")
+            self.err.flush()

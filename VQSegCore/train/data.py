@@ -133,6 +133,7 @@ class SliceSampler:
     Labelled batches: a fraction `foreground_fraction` of the crops is drawn from slices that hold
     foreground and placed so the crop contains a foreground pixel; the rest from any labelled slice.
     Slices smaller than the crop are padded (image with the case's background, label with 255).
+    `shard=(rank, world_size)` keeps every world_size-th slice (torchrun: each rank its own part).
     """
 
     def __init__(
@@ -145,6 +146,7 @@ class SliceSampler:
         rng: np.random.Generator,
         context_slices: int = 0,
         foreground_fraction: float = 0.5,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         if crop_size < size_multiple or crop_size % size_multiple:
             raise InputError(f"crop size {crop_size} must be a positive multiple of {size_multiple} (the model's size multiple)",
@@ -156,9 +158,12 @@ class SliceSampler:
         self.labelled, self.unlabelled = labelled, unlabelled
         self.crop, self.context, self.rng = crop_size, context_slices, rng
         self.foreground_fraction = foreground_fraction
-        self._all_slices = [(i, k) for i, case in enumerate(labelled) for k in range(case.image.shape[0])]
-        self._fg_slices = [(i, int(k)) for i, case in enumerate(labelled) for k in case.foreground_slices()]
-        self._unlabelled_slices = [(i, k) for i, case in enumerate(unlabelled) for k in range(case.image.shape[0])]
+        rank, world_size = shard
+        if not 0 <= rank < world_size:
+            raise ValueError(f"shard must be (rank, world_size) with 0 <= rank < world_size, got {shard}")
+        self._all_slices = _shard([(i, k) for i, case in enumerate(labelled) for k in range(case.image.shape[0])], rank, world_size)
+        self._fg_slices = _shard([(i, int(k)) for i, case in enumerate(labelled) for k in case.foreground_slices()], rank, world_size)
+        self._unlabelled_slices = _shard([(i, k) for i, case in enumerate(unlabelled) for k in range(case.image.shape[0])], rank, world_size)
 
     def labelled_batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = [], []
@@ -209,6 +214,12 @@ class SliceSampler:
                 left = int(self.rng.integers(max(0, x - self.crop + 1), min(x, max_left) + 1))
                 return top, left
         return int(self.rng.integers(max_top + 1)), int(self.rng.integers(max_left + 1))
+
+
+def _shard(slices: list[tuple[int, int]], rank: int, world_size: int) -> list[tuple[int, int]]:
+    """Every `world_size`-th slice from `rank` on (the whole list when that would leave nothing)."""
+    part = slices[rank::world_size]
+    return part if part else slices
 
 
 def prepare_training_data(spec, cache: CaseCache, *, include_labelled_as_unlabelled: bool = True, cancel=None, progress=None):

@@ -10,10 +10,16 @@ Writes under `out_dir`:
     last/             the teacher at the end
 Validation reads only the `val` split; the test split is never touched. On CPU a resumed run reaches
 bit-identical weights to an uninterrupted one (the schedule depends only on the iteration).
+
+Under torchrun (see distributed.py) every rank runs this function: each draws crops from its own
+shard of the slices with its own random stream, gradients are averaged, and only rank 0 prepares
+the cache first, validates, reports and writes. `batch_size` is per rank. A resumed distributed
+run continues from rank 0's state, with the other ranks' random streams re-seeded (not bit-exact).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -26,13 +32,16 @@ from VQSegCore.atomic import write_json_atomic
 from VQSegCore.errors import Cancelled, InputError
 from VQSegCore.metrics import dice_score
 from VQSegCore.model import VQSegConfig, build_model, save_model
+from VQSegCore.model.foundation import build_foundation
 from VQSegCore.preprocess import crop_from_padding, pad_to_multiple, slice_stack
 from VQSegCore.train.checkpoint import checkpoint_folder, load_checkpoint, save_checkpoint
 from VQSegCore.train.data import CaseCache, PreparedCase, SliceSampler, prepare_training_data
+from VQSegCore.train.distributed import Distributed
 from VQSegCore.train.ema import make_teacher
 from VQSegCore.train.step import SemiSupervisedStep
 
 POLY_POWER = 0.9
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class _NullReporter:
@@ -81,8 +90,18 @@ def train(
     include_labelled_as_unlabelled: bool = True,
     cache_dir=None,
     step_options: dict | None = None,
+    precision: str = "fp32",
+    foundation: str = "none",
+    foundation_weights=None,
+    distributed: Distributed | None = None,
 ) -> dict:
-    """Train and return a summary dict (iterations done, best val Dice, folders written)."""
+    """Train and return a summary dict (iterations done, best val Dice, folders written).
+
+    `foundation`: "none" or the frozen model PFA aligns to ("dinov2", "astra", "random"), with
+    `foundation_weights` its local weights file where it needs one.
+    `precision`: "fp32", "bf16" (autocast; CPU or GPU) or "fp16" (autocast with loss scaling; GPU).
+    `distributed`: the torchrun ranks (default: read from the environment; one process without torchrun).
+    """
     if iterations is None and minutes is None:
         raise InputError("give a number of iterations or a time budget in minutes", "e.g. --iterations 2000 or --minutes 30")
     if iterations is not None and iterations < 1:
@@ -93,30 +112,64 @@ def train(
         raise InputError("batch size, --validate-every and --checkpoint-every must be >= 1")
     if optimiser not in ("adamw", "sgd"):
         raise ValueError(f"optimiser must be 'adamw' or 'sgd', got {optimiser!r}")
+    if precision not in PRECISIONS:
+        raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    ranks = distributed or Distributed.from_environment()
+    joined_here = ranks.enabled and not torch.distributed.is_initialized()
+    dev = ranks.start(device)
+    if precision == "fp16" and dev.type != "cuda":
+        raise InputError("fp16 mixed precision needs a CUDA device", "use --precision bf16 on a CPU, or fp32")
+    try:
+        return _train(spec, config, Path(out_dir), dev, ranks, iterations=iterations, minutes=minutes, batch_size=batch_size,
+                      crop_size=crop_size, lr=lr, seed=seed, supervised_only=supervised_only, validate_every=validate_every,
+                      checkpoint_every=checkpoint_every, resume=resume, reporter=reporter if ranks.is_main else None,
+                      cancel=cancel, optimiser=optimiser, weight_decay=weight_decay, foreground_fraction=foreground_fraction,
+                      include_labelled_as_unlabelled=include_labelled_as_unlabelled, cache_dir=cache_dir,
+                      step_options=step_options, precision=precision, foundation=foundation,
+                      foundation_weights=foundation_weights)
+    finally:
+        if joined_here:
+            ranks.stop()
+
+
+def _train(spec, config: VQSegConfig, out_dir: Path, dev: torch.device, ranks: Distributed, *, iterations, minutes, batch_size,
+           crop_size, lr, seed, supervised_only, validate_every, checkpoint_every, resume, reporter, cancel, optimiser,
+           weight_decay, foreground_fraction, include_labelled_as_unlabelled, cache_dir, step_options, precision,
+           foundation, foundation_weights) -> dict:
     reporter = reporter or _NullReporter()
     cancel = cancel or _NoCancel()
-    out_dir = Path(out_dir)
-    dev = resolve_device(device)
     config = config.resolved()
     if not config.classes.values == spec.classes.values:
-        import dataclasses
         config = dataclasses.replace(config, classes=spec.classes)
+    foundation_model = None
+    if foundation != "none":
+        foundation_model = build_foundation(foundation, in_channels=config.preprocessing.in_channels, weights=foundation_weights,
+                                            hu_window=config.preprocessing.hu_window).to(dev)
+        config = dataclasses.replace(config, pfa_model=foundation, pfa_feature_dim=foundation_model.feature_dim)
 
     settings = {
         "config": config.to_dict(), "iterations": iterations, "minutes": minutes, "batch_size": batch_size,
         "crop_size": crop_size, "lr": lr, "seed": seed, "supervised_only": supervised_only, "optimiser": optimiser,
         "weight_decay": weight_decay, "foreground_fraction": foreground_fraction,
         "include_labelled_as_unlabelled": include_labelled_as_unlabelled, "dataset": str(spec.path) if spec.path else None,
+        "precision": precision, "world_size": ranks.world_size, "foundation": foundation,
+        "foundation_weights": str(foundation_weights) if foundation_weights else None,
     }
-    _check_out_folder(out_dir, settings, resume)
+    if ranks.is_main:
+        _check_out_folder(out_dir, settings, resume)
+    ranks.barrier()
 
     # ---- data (the test split is never read) ------------------------------------------------
     cache = CaseCache(Path(cache_dir) if cache_dir else out_dir / "cache", config.preprocessing, spec.classes)
+    if not ranks.is_main:
+        ranks.barrier()  # rank 0 fills the cache; the others then read it
     labelled, unlabelled = prepare_training_data(
         spec, cache, include_labelled_as_unlabelled=include_labelled_as_unlabelled, cancel=cancel,
         progress=lambda done, total, case: reporter.progress("prepare", done, total, case=case),
     )
-    val_cases = [cache.prepare(case) for case in spec.labelled("val")]
+    val_cases = [cache.prepare(case) for case in spec.labelled("val")] if ranks.is_main else []
+    if ranks.is_main:
+        ranks.barrier()
     reporter.progress("prepare", 1, 1)
     if not unlabelled and not supervised_only:
         reporter.log("no unlabelled training case: training supervised only", "warning")
@@ -124,17 +177,19 @@ def train(
 
     # ---- model, teacher, optimiser ----------------------------------------------------------
     torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    generator = torch.Generator().manual_seed(seed)
+    rng, generator = _random_streams(seed, ranks.rank)
     student = build_model(config).to(dev)
+    ranks.broadcast_module(student)
     teacher = make_teacher(student)
     if optimiser == "adamw":
         opt = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=weight_decay)
     else:
         opt = torch.optim.SGD(student.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
-    step = SemiSupervisedStep(student, teacher, opt, config, **(step_options or {}))
+    step = SemiSupervisedStep(student, teacher, opt, config, autocast_dtype=PRECISIONS[precision], distributed=ranks,
+                              foundation=foundation_model, **(step_options or {}))
     sampler = SliceSampler(labelled, unlabelled, crop_size=crop_size, size_multiple=config.size_multiple, rng=rng,
-                           context_slices=config.preprocessing.context_slices, foreground_fraction=foreground_fraction)
+                           context_slices=config.preprocessing.context_slices, foreground_fraction=foreground_fraction,
+                           shard=(ranks.rank, ranks.world_size))
 
     iteration, best_dice, best_iteration, elapsed_before = 0, -1.0, None, 0.0
     if resume:
@@ -144,8 +199,11 @@ def train(
         best_iteration = state.extra.get("best_iteration")
         elapsed_before = state.extra.get("elapsed_s", 0.0)
         step.iteration = iteration
+        if ranks.rank:
+            rng, generator = _random_streams(seed, ranks.rank, iteration)
+            sampler.rng = rng
         reporter.log(f"resumed at iteration {iteration}")
-    else:
+    elif ranks.is_main:
         write_json_atomic(out_dir / "run.json", settings)
 
     started = time.monotonic()
@@ -156,11 +214,27 @@ def train(
         return elapsed_before + time.monotonic() - started
 
     def checkpoint() -> None:
+        if not ranks.is_main:
+            return
         save_checkpoint(out_dir, student=student, teacher=teacher, optimiser=opt, iteration=iteration, rng=rng,
                         generator=generator, extra={"best_dice": best_dice, "best_iteration": best_iteration, "elapsed_s": elapsed()})
 
     def training_info() -> dict:
         return {k: v for k, v in settings.items() if k != "config"} | {"iterations_done": iteration, "device": str(dev)}
+
+    def should_stop() -> bool:
+        """End of the iteration count or the time budget; under torchrun all ranks decide together."""
+        done = iterations is not None and iteration >= iterations
+        out_of_time = budget_s is not None and elapsed() >= budget_s
+        return ranks.any(done or out_of_time, dev)
+
+    def check_cancel() -> None:
+        requested = getattr(cancel, "requested", None)
+        if ranks.enabled and callable(requested):
+            if ranks.any(bool(requested()), dev):
+                raise Cancelled("cancelled")
+            return
+        cancel.check()
 
     def validate_and_keep_best() -> None:
         """Score the EMA teacher on the val split; save it as best/ when it beats the best so far."""
@@ -176,11 +250,9 @@ def train(
     total = iterations
     try:
         while True:
-            if iterations is not None and iteration >= iterations:
+            if should_stop():
                 break
-            if budget_s is not None and elapsed() >= budget_s:
-                break
-            cancel.check()
+            check_cancel()
             progress = iteration / iterations if iterations is not None else 0.0
             if budget_s is not None:
                 progress = max(progress, elapsed() / budget_s)
@@ -201,7 +273,7 @@ def train(
                 extra["time_left_s"] = round(max(0.0, budget_s - elapsed()), 1)
             reporter.progress("train", iteration, total or 0, iteration=iteration, **extra)
 
-            if iteration % validate_every == 0 and val_cases:
+            if iteration % validate_every == 0 and val_cases:  # val_cases: rank 0 only
                 validate_and_keep_best()
             if iteration % checkpoint_every == 0:
                 checkpoint()
@@ -211,14 +283,19 @@ def train(
         raise
 
     # ---- the end: final validation, last and best teachers, checkpoint ---------------------
+    replica_difference = ranks.max_weight_difference(teacher)
+    if replica_difference != 0.0:
+        raise RuntimeError(f"the ranks' teachers differ by up to {replica_difference:g} after training")
     if val_cases and (best_iteration != iteration):
         validate_and_keep_best()
     last_metrics = {"iteration": iteration} | ({"val_mean_dice": last_val} if last_val is not None else {})
-    save_model(teacher, out_dir / "last", training=training_info(), metrics=last_metrics)
-    if not val_cases:
-        reporter.log("no labelled val case: best/ is the last teacher (no validation)", "warning")
-        save_model(teacher, out_dir / "best", training=training_info(), metrics=last_metrics)
+    if ranks.is_main:
+        save_model(teacher, out_dir / "last", training=training_info(), metrics=last_metrics)
+        if not spec.labelled("val"):
+            reporter.log("no labelled val case: best/ is the last teacher (no validation)", "warning")
+            save_model(teacher, out_dir / "best", training=training_info(), metrics=last_metrics)
     checkpoint()
+    ranks.barrier()  # the others return only once rank 0's files are complete
     return {
         "iterations": iteration,
         "best_val_dice": best_dice if best_dice >= 0 else None,
@@ -228,8 +305,19 @@ def train(
         "last": str(out_dir / "last"),
         "elapsed_s": round(elapsed(), 2),
         "device": str(dev),
+        "precision": precision,
+        "world_size": ranks.world_size,
+        "rank": ranks.rank,
         "cases": {"labelled": len(labelled), "unlabelled": len(unlabelled), "val": len(val_cases)},
     }
+
+
+def _random_streams(seed: int, rank: int, iteration: int = 0) -> tuple[np.random.Generator, torch.Generator]:
+    """The sampler's and the augmentation's random streams; rank 0 of a fresh run keeps plain `seed`."""
+    if rank == 0 and iteration == 0:
+        return np.random.default_rng(seed), torch.Generator().manual_seed(seed)
+    entropy = np.random.SeedSequence([seed, rank, iteration])
+    return np.random.default_rng(entropy), torch.Generator().manual_seed(int(entropy.generate_state(1)[0]))
 
 
 def _check_out_folder(out_dir: Path, settings: dict, resume: bool) -> None:
@@ -238,7 +326,8 @@ def _check_out_folder(out_dir: Path, settings: dict, resume: bool) -> None:
         if checkpoint_folder(out_dir) is None or not run_file.is_file():
             raise InputError(f"--resume: {out_dir} holds no training checkpoint", "start a new run without --resume")
         previous = json.loads(run_file.read_text(encoding="utf-8"))
-        keys = ("config", "batch_size", "crop_size", "lr", "seed", "supervised_only", "optimiser", "iterations", "minutes")
+        keys = ("config", "batch_size", "crop_size", "lr", "seed", "supervised_only", "optimiser", "iterations", "minutes",
+                "precision", "foundation", "world_size")
         changed = [k for k in keys if previous.get(k) != json.loads(json.dumps(settings.get(k)))]
         if changed:
             raise InputError(f"--resume: the run in {out_dir} used different settings ({', '.join(changed)})",

@@ -25,6 +25,7 @@ from VQSegCore.model.foundation import FoundationModel
 from VQSegCore.model.heads import reconstruction_l1_loss
 from VQSegCore.model.pfa import patch_infonce_loss
 from VQSegCore.train.augment import StrongAugment, cutmix, cutmix_boxes, strong_view, weak_view
+from VQSegCore.train.distributed import SINGLE_PROCESS, Distributed
 from VQSegCore.train.ema import ema_momentum, update_ema
 from VQSegCore.train.losses import confident_fraction, pseudo_label_loss, pseudo_labels, supervised_loss
 
@@ -78,7 +79,8 @@ class SemiSupervisedStep:
         ema_average_buffers: bool = True,
         cutmix_p: float = 0.5,
         strong: StrongAugment | None = None,
-        autocast_dtype: torch.dtype | None = None,  # None = fp32; torch.bfloat16 for mixed precision
+        autocast_dtype: torch.dtype | None = None,  # None = fp32; torch.bfloat16 / float16 for mixed precision
+        distributed: Distributed = SINGLE_PROCESS,  # under torchrun: gradients and buffers averaged over ranks
     ) -> None:
         self.student, self.teacher, self.optimiser = student, teacher, optimiser
         self.config = config or student.config
@@ -91,6 +93,10 @@ class SemiSupervisedStep:
         self.cutmix_p = cutmix_p
         self.strong = strong or StrongAugment()
         self.autocast_dtype = autocast_dtype
+        self.distributed = distributed
+        # float16 needs loss scaling (bfloat16 has float32's range and does not).
+        device_type = next(student.parameters()).device.type
+        self.scaler = torch.amp.GradScaler(device_type, enabled=autocast_dtype == torch.float16)
         self.iteration = 0
 
     def __call__(
@@ -137,8 +143,11 @@ class SemiSupervisedStep:
             total = total + w.pfa * terms["pfa"]
 
         self.optimiser.zero_grad(set_to_none=True)
-        total.backward()
-        self.optimiser.step()
+        self.scaler.scale(total).backward()
+        self.distributed.average_gradients(self.student)
+        self.scaler.step(self.optimiser)
+        self.scaler.update()
+        self.distributed.average_buffers(self.student)
         momentum = ema_momentum(self.iteration, self.ema_base, self.ema_ramp)
         update_ema(self.teacher, self.student, momentum, average_buffers=self.ema_average_buffers)
         self.iteration += 1

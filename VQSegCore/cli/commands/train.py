@@ -5,6 +5,10 @@
 Writes DIR/best and DIR/last (model folders for `load_model`), DIR/checkpoint (resume with
 --resume), DIR/run.json and DIR/cache. Validation uses the spec's `val` split only.
 A cancel (cancel file, SIGTERM) writes a checkpoint first, then exits 3.
+
+Under torchrun the same command trains data-parallel (one process per GPU, or gloo on CPUs):
+    torchrun --nproc_per_node 2 -m VQSegCore train --dataset spec.json --out DIR --iterations N
+--batch-size is per process; only rank 0 reports and writes.
 """
 
 from __future__ import annotations
@@ -43,6 +47,13 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--codebook-size", type=int, default=None)
     parser.add_argument("--spacing", type=float, nargs=2, metavar=("X", "Y"), default=None, help="in-plane model spacing in mm (default 1 1)")
     parser.add_argument("--context-slices", type=int, default=0, help="2.5D: neighbouring slices on each side")
+    parser.add_argument("--optimiser", choices=("adamw", "sgd"), default="adamw")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                        help="fp32, or mixed precision: bf16 autocast (GPU, or CPUs with native bf16), fp16 autocast with loss scaling (GPU)")
+    parser.add_argument("--foundation", choices=("none", "dinov2", "astra", "random"), default="none",
+                        help="frozen foundation model for the PFA loss (none: no PFA)")
+    parser.add_argument("--foundation-weights", type=Path, default=None, metavar="FILE",
+                        help="local weights of the foundation model (dinov2: a ViT-S/14 state dict; astra: optional)")
     parser.set_defaults(run=run)
     return parser
 
@@ -77,6 +88,7 @@ def run(args: argparse.Namespace, context) -> dict:
         iterations=args.iterations, minutes=args.minutes, batch_size=args.batch_size, crop_size=args.crop_size,
         lr=args.lr, seed=args.seed, supervised_only=args.supervised_only, validate_every=args.validate_every,
         checkpoint_every=args.checkpoint_every, resume=args.resume, reporter=context.reporter, cancel=context.cancel,
-        device=args.device,
+        device=args.device, optimiser=args.optimiser, precision=args.precision, foundation=args.foundation,
+        foundation_weights=args.foundation_weights,
     )
     return summary

@@ -1,0 +1,145 @@
+"""Data-parallel training under torchrun: one process per device, the same weights on every rank.
+
+    torchrun --nproc_per_node 2 -m VQSegCore train --dataset spec.json --out run --iterations 2000
+
+torchrun sets RANK, LOCAL_RANK and WORLD_SIZE; `Distributed.from_environment()` reads them and
+`start()` joins the process group (NCCL on CUDA devices, gloo on CPUs). Every rank starts from rank
+0's weights, draws its own crops from its shard of the slices, and after each backward the
+gradients are averaged over ranks (one all-reduce of one flat buffer), so every optimiser step is
+the same on every rank. Floating-point buffers (BatchNorm statistics) are averaged after the step.
+Only rank 0 writes files and reports.
+
+Why not DistributedDataParallel: one VQ-Seg step runs the student twice (the labelled batch, then
+the perturbed unlabelled views) before one backward, and which heads take part (reconstruction,
+PFA) depends on the options. DDP's reducer assumes one forward per backward over a fixed set of
+used parameters; averaging the accumulated gradients once after backward is the same arithmetic
+without those assumptions.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+from VQSegCore.errors import InputError
+
+# Validation and checkpoints run on rank 0 while the others wait in the next collective.
+COLLECTIVE_TIMEOUT = timedelta(minutes=60)
+
+
+@dataclass(frozen=True)
+class Distributed:
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_environment(cls, environ=None) -> "Distributed":
+        environ = os.environ if environ is None else environ
+        try:
+            world_size = int(environ.get("WORLD_SIZE", "1"))
+            rank = int(environ.get("RANK", "0"))
+            local_rank = int(environ.get("LOCAL_RANK", str(rank)))
+        except ValueError as problem:
+            raise InputError(f"bad torchrun environment (RANK/LOCAL_RANK/WORLD_SIZE): {problem}",
+                             "start distributed runs with torchrun") from problem
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise InputError(f"bad torchrun environment: RANK={rank}, WORLD_SIZE={world_size}", "start distributed runs with torchrun")
+        return cls(rank, local_rank, world_size)
+
+    def start(self, device_request: str) -> torch.device:
+        """Join the process group if needed and return this rank's device."""
+        use_cuda = device_request == "cuda" or (device_request == "auto" and torch.cuda.is_available())
+        if use_cuda and not torch.cuda.is_available():
+            raise InputError("--device cuda was asked for, but no CUDA device is available", "use --device cpu or auto")
+        if use_cuda:
+            if self.local_rank >= torch.cuda.device_count():
+                raise InputError(f"rank {self.rank} wants CUDA device {self.local_rank}, but only {torch.cuda.device_count()} are visible",
+                                 "use --nproc_per_node no larger than the number of GPUs")
+            torch.cuda.set_device(self.local_rank)
+        device = torch.device("cuda", self.local_rank) if use_cuda else torch.device("cpu")
+        if self.enabled and not dist.is_initialized():
+            dist.init_process_group("nccl" if use_cuda else "gloo", timeout=COLLECTIVE_TIMEOUT)
+        return device
+
+    # ---- collectives (all no-ops in a single process) ------------------------------------------
+    def broadcast_module(self, module: nn.Module) -> None:
+        """Copy rank 0's parameters and buffers into every rank's module."""
+        if not self.enabled:
+            return
+        with torch.no_grad():
+            for tensor in [*module.parameters(), *module.buffers()]:
+                dist.broadcast(tensor.data, src=0)
+
+    def average_gradients(self, module: nn.Module) -> None:
+        """Replace each gradient by its mean over ranks (a missing gradient counts as zeros)."""
+        if not self.enabled:
+            return
+        parameters = [p for p in module.parameters() if p.requires_grad]
+        for p in parameters:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        grads = [p.grad for p in parameters]
+        flat = _flatten_dense_tensors(grads)
+        dist.all_reduce(flat)
+        flat /= self.world_size
+        for grad, synced in zip(grads, _unflatten_dense_tensors(flat, grads)):
+            grad.copy_(synced)
+
+    def average_buffers(self, module: nn.Module) -> None:
+        """Average floating-point buffers (e.g. BatchNorm running statistics) over ranks."""
+        if not self.enabled:
+            return
+        buffers = [b for b in module.buffers() if b.is_floating_point()]
+        if not buffers:
+            return
+        flat = _flatten_dense_tensors(buffers)
+        dist.all_reduce(flat)
+        flat /= self.world_size
+        for buffer, synced in zip(buffers, _unflatten_dense_tensors(flat, buffers)):
+            buffer.copy_(synced)
+
+    def any(self, flag: bool, device: torch.device) -> bool:
+        """True on every rank when `flag` is true on at least one (stop and cancel decisions)."""
+        if not self.enabled:
+            return flag
+        value = torch.tensor([1.0 if flag else 0.0], device=device)
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return bool(value.item())
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+    def max_weight_difference(self, module: nn.Module) -> float:
+        """Largest |rank 0 - this rank| over the module's parameters, as seen by every rank."""
+        if not self.enabled:
+            return 0.0
+        tensors = [p.detach() for p in module.parameters()]
+        local = _flatten_dense_tensors(tensors).float()
+        reference = local.clone()
+        dist.broadcast(reference, src=0)
+        difference = (local - reference).abs().max().reshape(1)
+        dist.all_reduce(difference, op=dist.ReduceOp.MAX)
+        return float(difference.item())
+
+    def stop(self) -> None:
+        if self.enabled and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+SINGLE_PROCESS = Distributed()
