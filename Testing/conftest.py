@@ -65,6 +65,7 @@ def write_dicom_series(image: sitk.Image, folder: Path, series_uid: str, descrip
             "0008|0018": f"{series_uid}.{k + 1}",
             "0020|000d": study_uid,
             "0020|000e": series_uid,
+            "0020|0052": f"{study_uid}.9",  # Frame of Reference UID, as every scanner writes it
             "0008|103e": description,
             "0010|0010": "Doe^Jane",
             "0010|0020": "PATIENT-123",

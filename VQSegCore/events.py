@@ -46,10 +46,10 @@ def error(message: str, hint: str = "", exit_code: int = 1) -> dict:
 
 
 def encode(event: dict) -> str:
-    """One line of strict JSON (NaN and infinities become null, paths become strings)."""
+    """One line of strict ASCII JSON (NaN and infinities become null, paths become strings; non-ASCII is \\u-escaped, so any reader decodes it)."""
     if event.get("event") not in KINDS:
         raise ValueError(f"unknown event kind {event.get('event')!r}")
-    return json.dumps(_jsonable(event), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return json.dumps(_jsonable(event), separators=(",", ":"), ensure_ascii=True, allow_nan=False)
 
 
 def decode(line: str) -> dict:

@@ -58,6 +58,7 @@ __all__ = [
     "probabilities_to_label",
     "slice_stack",
     "to_model_grid",
+    "scalar_to_original",
 ]
 
 # A direction cosine this close to 0 or ±1 counts as axis-aligned (0.05 mm over 500 mm).
@@ -156,13 +157,18 @@ class ModelGridVolume:
         return found
 
 
-def to_model_grid(image: sitk.Image, preprocessing: PreprocessingConfig, *, anti_alias: bool = True) -> ModelGridVolume:
-    """Reorient to LPS, resample in-plane to `preprocessing.spacing_mm`, normalise to float32."""
+def to_model_grid(image: sitk.Image, preprocessing: PreprocessingConfig, *, anti_alias: bool = True,
+                  transform: IntensityTransform | None = None) -> ModelGridVolume:
+    """Reorient to LPS, resample in-plane to `preprocessing.spacing_mm`, normalise to float32.
+
+    `transform`: the intensity normalisation to use (default: `intensity_transform` of this image);
+    pass the whole volume's when `image` is one slab of it, so MRI statistics do not vary by slab.
+    """
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
         raise ValueError("to_model_grid needs a 3D scalar image")
     original = Geometry.of(image)
     source = sitk.GetArrayViewFromImage(image)
-    transform = intensity_transform(source, preprocessing)
+    transform = transform or intensity_transform(source, preprocessing)
     permutation = _axis_permutation(original.direction)
     if permutation is None:
         return _oblique_to_model_grid(image, original, preprocessing, transform)
@@ -229,6 +235,13 @@ def from_model_grid(values: np.ndarray, grid: ModelGridVolume, *, kind: str) -> 
         grid.original.apply_to(image)
         return image
     raise ValueError(f"kind must be 'label' or 'probabilities', got {kind!r}")
+
+
+def scalar_to_original(values: np.ndarray, grid: ModelGridVolume) -> np.ndarray:
+    """A float map [z, H, W] on the model grid → float32 [z, y, x] on the original grid (linear)."""
+    values = np.asarray(values, dtype=np.float32)
+    _check_shape(values.shape, grid.array.shape, "map")
+    return _back_to_original(values, grid, sitk.sitkLinear)
 
 
 def probabilities_to_label(values: np.ndarray, grid: ModelGridVolume, labels: tuple[int, ...] | None = None) -> sitk.Image:

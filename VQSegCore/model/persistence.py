@@ -33,8 +33,12 @@ def save_model(
     training: dict | None = None,
     metrics: dict | None = None,
     parent: str | None = None,
+    ood_reference: dict | None = None,
 ) -> Path:
-    """Write `folder`/weights.safetensors and `folder`/card.json; return the folder."""
+    """Write `folder`/weights.safetensors and `folder`/card.json; return the folder.
+
+    `ood_reference`: the training volumes' codebook-distance statistics (VQSegCore.infer.ood).
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
@@ -49,6 +53,7 @@ def save_model(
         "training": training or {},
         "metrics": metrics or {},
         "parent": parent,
+        "ood_reference": ood_reference,
     }
     write_json_atomic(folder / CARD_FILE, card)
     return folder

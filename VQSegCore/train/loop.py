@@ -290,10 +290,13 @@ def _train(spec, config: VQSegConfig, out_dir: Path, dev: torch.device, ranks: D
         validate_and_keep_best()
     last_metrics = {"iteration": iteration} | ({"val_mean_dice": last_val} if last_val is not None else {})
     if ranks.is_main:
-        save_model(teacher, out_dir / "last", training=training_info(), metrics=last_metrics)
+        reference = ood_reference(teacher, unlabelled or labelled, config, dev)
+        save_model(teacher, out_dir / "last", training=training_info(), metrics=last_metrics, ood_reference=reference)
         if not spec.labelled("val"):
             reporter.log("no labelled val case: best/ is the last teacher (no validation)", "warning")
-            save_model(teacher, out_dir / "best", training=training_info(), metrics=last_metrics)
+            save_model(teacher, out_dir / "best", training=training_info(), metrics=last_metrics, ood_reference=reference)
+        else:
+            _add_ood_reference(out_dir / "best", ood_reference(_load_weights(out_dir / "best", config, dev), unlabelled or labelled, config, dev))
     checkpoint()
     ranks.barrier()  # the others return only once rank 0's files are complete
     return {
@@ -355,6 +358,44 @@ def predict_volume(model, case: PreparedCase, config: VQSegConfig, device: torch
         labels = logits.argmax(dim=1).cpu().numpy().astype(np.uint8)
         out[start : start + len(stack)] = crop_from_padding(labels, padding)
     return out
+
+
+OOD_REFERENCE_CASES = 24
+OOD_REFERENCE_SLICES = 16
+
+
+@torch.no_grad()
+def ood_reference(model, cases: list[PreparedCase], config: VQSegConfig, device: torch.device) -> dict:
+    """Per-volume mean codebook distance over (up to 24) training volumes: the card's OOD reference."""
+    from VQSegCore.infer.engine import SliceEngine
+    from VQSegCore.infer.ood import reference_from_distances
+
+    engine = SliceEngine(model, device, precision="fp32", channels_last=False)
+    step = max(1, len(cases) // OOD_REFERENCE_CASES)
+    distances = []
+    for case in cases[::step][:OOD_REFERENCE_CASES]:
+        depth = case.image.shape[0]
+        chosen = np.unique(np.linspace(0, depth - 1, min(depth, OOD_REFERENCE_SLICES)).round().astype(int))
+        volume = np.asarray(case.image, dtype=np.float32)
+        context = config.preprocessing.context_slices
+        # the chosen slices with their 2.5D neighbours, as the engine reads them
+        out = engine.run(np.stack([volume[k] for k in chosen]) if context == 0 else volume, background=case.background)
+        distances.append(out.mean_distance)
+    return reference_from_distances(distances)
+
+
+def _load_weights(folder: Path, config: VQSegConfig, device: torch.device):
+    from VQSegCore.model import load_model
+
+    model, _card = load_model(folder)
+    return model.to(device)
+
+
+def _add_ood_reference(folder: Path, reference: dict) -> None:
+    card_path = folder / "card.json"
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    card["ood_reference"] = reference
+    write_json_atomic(card_path, card)
 
 
 def dice_per_class(prediction: np.ndarray, label: np.ndarray, num_classes: int) -> list[float]:

@@ -1,0 +1,164 @@
+"""Volume inference: ROI boxes, body crop, slabs, clean-up, OOD score and the memory bound."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from conftest import GEOMETRIES, make_image
+from VQSegCore.errors import InputError
+from VQSegCore.infer import IndexBox, RoiRequest, SegmentRequest, ood_score, reference_from_distances, segment_volume
+from VQSegCore.infer.body import body_box
+from VQSegCore.infer.engine import normalised_entropy, resolve_precision
+from VQSegCore.infer.postprocess import remove_small_components
+from VQSegCore.model import VQSegConfig, build_model
+from VQSegCore.model.config import PreprocessingConfig
+from VQSegCore.synth import PhantomSpec, make_chest_ct
+
+SMALL = VQSegConfig(unet_base_width=4, unet_depth=2, codebook_size=16, preprocessing=PreprocessingConfig(spacing_mm=(2.0, 2.0)))
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return build_model(SMALL).eval()
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return make_chest_ct(PhantomSpec(size_xy=(96, 96), n_slices=20, spacing=(2.0, 2.0, 3.0), seed=2, tumour_diameter_mm=30))
+
+
+# ---- ROI ---------------------------------------------------------------------------------------
+def test_ijk_box_is_inclusive_and_clipped():
+    image = make_image(GEOMETRIES["identity"], size=(20, 10, 6))
+    box = IndexBox.from_request(image, RoiRequest("ijk", (2, 3, 1), (5, 4, 9)))
+    assert box.start == (2, 3, 1) and box.stop == (6, 5, 6)  # k clipped to the image
+    assert box.numpy_slices == (slice(1, 6), slice(3, 5), slice(2, 6))
+
+
+def test_ras_and_lps_name_the_same_box_with_x_and_y_negated():
+    image = make_image(GEOMETRIES["negative_axes"], size=(30, 30, 8))
+    centre = np.asarray(image.TransformIndexToPhysicalPoint((10, 12, 4)))  # LPS
+    half = np.array([2.0, 2.0, 3.0])
+    lps = IndexBox.from_request(image, RoiRequest("lps", tuple(centre - half), tuple(centre + half)))
+    flip = np.array([-1.0, -1.0, 1.0])
+    ras = IndexBox.from_request(image, RoiRequest("ras", tuple((centre - half) * flip), tuple((centre + half) * flip)))
+    assert lps == ras
+    assert all(a <= c < b for a, c, b in zip(lps.start, (10, 12, 4), lps.stop))
+    # voxel centres inside the box only: 2 mm at 0.78 mm spacing → 5 voxels across; 3 mm at 2.5 mm → 3
+    assert lps.size == (5, 5, 3)
+
+
+def test_oblique_box_keeps_the_voxels_whose_centres_it_covers():
+    image = make_image(GEOMETRIES["oblique"], size=(16, 16, 8))
+    corners = [image.TransformIndexToPhysicalPoint(index) for index in ((3, 4, 2), (9, 11, 5))]
+    box = IndexBox.from_request(image, RoiRequest("lps", corners[0], corners[1]))
+    assert all(a <= lo and hi < b for a, b, lo, hi in zip(box.start, box.stop, (3, 4, 2), (9, 11, 5)))
+
+
+def test_box_outside_the_image_is_an_input_error():
+    image = make_image(GEOMETRIES["identity"], size=(10, 10, 4))
+    with pytest.raises(InputError, match="outside the image"):
+        IndexBox.from_request(image, RoiRequest("lps", (100, 100, 100), (120, 120, 120)))
+    with pytest.raises(InputError, match="whole numbers"):
+        IndexBox.from_request(image, RoiRequest("ijk", (0.5, 0, 0), (3, 3, 3)))
+    with pytest.raises(InputError, match="finite"):
+        RoiRequest("ras", (float("nan"), 0, 0), (1, 1, 1))
+
+
+# ---- body crop ---------------------------------------------------------------------------------
+def test_body_box_holds_the_tumour_and_drops_air(phantom):
+    box = body_box(phantom.image)
+    assert box is not None and box.voxels < 0.9 * np.prod(phantom.image.GetSize())
+    truth = sitk.GetArrayViewFromImage(phantom.label)
+    inside = np.zeros(truth.shape, dtype=bool)
+    inside[box.numpy_slices] = True
+    assert truth.sum() > 0 and not np.any(truth[~inside])
+    assert body_box(sitk.Image(40, 40, 8, sitk.sitkInt16) - 1000) is None  # all air: no body
+
+
+# ---- the whole path ----------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["identity", "negative_axes", "oblique", "anisotropic_flipped_z"])
+def test_outputs_lie_on_the_inputs_grid_bit_for_bit(model, name):
+    image = make_image(GEOMETRIES[name], size=(24, 20, 9))
+    result = segment_volume(model, {}, image, SegmentRequest(uncertainty="entropy", probabilities=True, device="cpu"))
+    for output in (result.labels, result.uncertainty, result.probabilities):
+        assert output.GetSize() == image.GetSize()
+        assert output.GetSpacing() == image.GetSpacing() and output.GetOrigin() == image.GetOrigin()
+        assert output.GetDirection() == image.GetDirection()
+    uncertainty = sitk.GetArrayViewFromImage(result.uncertainty)
+    assert uncertainty.min() >= 0.0 and uncertainty.max() <= 1.0 + 1e-6
+
+
+def test_slabs_give_the_same_answer_as_one_pass(model, phantom):
+    whole = segment_volume(model, {}, phantom.image, SegmentRequest(probabilities=True, slab_slices=0, device="cpu"))
+    slabs = segment_volume(model, {}, phantom.image, SegmentRequest(probabilities=True, slab_slices=6, device="cpu"))
+    np.testing.assert_allclose(sitk.GetArrayViewFromImage(slabs.probabilities), sitk.GetArrayViewFromImage(whole.probabilities), atol=1e-5)
+    assert whole.region_source == "body"
+
+
+def test_roi_run_leaves_everything_outside_the_box_background(model, phantom):
+    roi = RoiRequest("ijk", (30, 30, 5), (60, 60, 12))
+    result = segment_volume(model, {}, phantom.image, SegmentRequest(roi=roi, uncertainty="entropy", device="cpu"))
+    labels, uncertainty = sitk.GetArrayViewFromImage(result.labels), sitk.GetArrayViewFromImage(result.uncertainty)
+    outside = np.ones(labels.shape, dtype=bool)
+    outside[result.region.numpy_slices] = False
+    assert result.region.size == (31, 31, 8) and result.region_source == "roi"
+    assert not labels[outside].any() and not uncertainty[outside].any()
+    assert uncertainty[~outside].max() > 0
+
+
+def test_2p5d_model_in_slabs_matches_one_pass(phantom):
+    config = VQSegConfig(unet_base_width=4, unet_depth=2, codebook_size=16,
+                         preprocessing=PreprocessingConfig(spacing_mm=(2.0, 2.0), context_slices=1))
+    torch.manual_seed(1)
+    net = build_model(config).eval()
+    whole = segment_volume(net, {}, phantom.image, SegmentRequest(probabilities=True, slab_slices=0, device="cpu"))
+    slabs = segment_volume(net, {}, phantom.image, SegmentRequest(probabilities=True, slab_slices=4, device="cpu"))
+    np.testing.assert_allclose(sitk.GetArrayViewFromImage(slabs.probabilities), sitk.GetArrayViewFromImage(whole.probabilities), atol=1e-5)
+
+
+def test_memory_bound_refuses_before_any_work(model):
+    image = make_image(GEOMETRIES["identity"], size=(64, 64, 32))
+    with pytest.raises(InputError, match="GB"):
+        segment_volume(model, {}, image, SegmentRequest(memory_limit_gb=0.001, device="cpu"))
+
+
+def test_vector_image_does_not_fit_the_model(model):
+    image = sitk.Image([8, 8, 4], sitk.sitkVectorFloat32, 3)
+    with pytest.raises(InputError, match="scalar"):
+        segment_volume(model, {}, image, SegmentRequest(device="cpu"))
+
+
+# ---- parts -------------------------------------------------------------------------------------
+def test_small_components_are_removed_per_class():
+    labels = np.zeros((6, 20, 20), dtype=np.uint8)
+    labels[1:5, 2:10, 2:10] = 1  # 256 voxels
+    labels[0, 15, 15] = 1  # a speck
+    labels[3, 15:17, 15:17] = 2  # 4 voxels of another class
+    cleaned, removed = remove_small_components(labels, (1.0, 1.0, 1.0), min_ml=0.01, values=(1, 2))  # 10 voxels
+    assert removed == {1: 1, 2: 1}
+    assert cleaned[0, 15, 15] == 0 and not (cleaned == 2).any() and (cleaned == 1).sum() == 256
+    assert remove_small_components(labels, (1.0, 1.0, 1.0), 0.0, (1, 2))[0] is labels
+
+
+def test_ood_score_warns_only_above_the_training_threshold():
+    reference = reference_from_distances([1.0, 1.1, 0.9, 1.05])
+    assert reference["threshold"] == pytest.approx(max(1.5 * 1.1, reference["mean"] + 4 * reference["std"]))
+    typical = ood_score(1.02, reference)
+    assert typical.warning is None and typical.ratio == pytest.approx(1.02 / reference["median"])
+    odd = ood_score(3.0, reference)
+    assert odd.warning and "unlike the model's training data" in odd.warning
+    assert ood_score(3.0, None) is None
+
+
+def test_entropy_and_precision_rules():
+    assert normalised_entropy(np.array([[1.0], [0.0]]))[0] == pytest.approx(0.0, abs=1e-5)
+    assert normalised_entropy(np.full((4, 1), 0.25))[0] == pytest.approx(1.0, abs=1e-5)
+    assert resolve_precision("fp32", torch.device("cpu")) is None
+    assert resolve_precision("bf16", torch.device("cpu")) == torch.bfloat16
+    with pytest.raises(ValueError, match="CUDA"):
+        resolve_precision("fp16", torch.device("cpu"))

@@ -1,0 +1,232 @@
+"""Segment one volume: region → slabs → model grid → slice engine → back onto the input grid.
+
+    request = SegmentRequest(roi=RoiRequest("ras", (..), (..)), uncertainty="entropy")
+    result = segment_volume(model, card, image, request)
+    result.labels            # sitk label map: the input's size, spacing, origin and direction
+    result.report()          # volumes per class, OOD score, timings per stage
+
+The region is the ROI when one is given, else (for CT) the body's bounding box; voxels outside it
+are background (uncertainty 0). For axis-aligned volumes whose slice axis is the index k axis the
+region is processed in slabs of `slab_slices` slices (plus the 2.5D context on each side), so
+memory is bounded by a slab whatever the number of slices; oblique or permuted volumes are
+processed whole. Before any work, the memory the run needs is estimated; beyond the limit the run
+stops with an InputError that says how to get under it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from VQSegCore.errors import InputError
+from VQSegCore.infer.body import body_box
+from VQSegCore.infer.engine import SliceEngine
+from VQSegCore.infer.ood import OodScore, ood_score
+from VQSegCore.infer.postprocess import remove_small_components
+from VQSegCore.infer.roi import IndexBox, RoiRequest
+from VQSegCore.preprocess import AXIS_TOLERANCE, intensity_transform, probabilities_to_label, scalar_to_original, to_model_grid
+
+DEFAULT_SLAB_SLICES = 48
+DEFAULT_MEMORY_LIMIT_GB = 8.0
+# Bytes of working memory per model-grid voxel of a slab: the float32 input, C float32 probabilities,
+# the resampling scratch and torch's activations for one batch are bounded by this times C.
+SLAB_BYTES_PER_VOXEL_PER_CLASS = 24
+
+
+@dataclass
+class SegmentRequest:
+    roi: RoiRequest | None = None
+    body_crop: bool = True  # CT only; ignored when an ROI is given
+    uncertainty: str | None = None  # None | "entropy" | "samples"
+    probabilities: bool = False
+    min_component_ml: float = 0.0
+    device: str = "auto"
+    precision: str = "auto"
+    batch_size: int = 8
+    slab_slices: int = DEFAULT_SLAB_SLICES
+    memory_limit_gb: float = DEFAULT_MEMORY_LIMIT_GB
+
+
+@dataclass
+class SegmentResult:
+    labels: sitk.Image
+    probabilities: sitk.Image | None
+    uncertainty: sitk.Image | None
+    region: IndexBox
+    region_source: str  # "roi" | "body" | "whole image"
+    ood: OodScore | None
+    classes: list[dict]  # per class: id, value, voxels, ml
+    timings_s: dict[str, float]
+    precision: str
+    device: str
+    slices_per_s: float
+    notes: list[str] = field(default_factory=list)
+
+    def report(self) -> dict:
+        return {
+            "classes": self.classes, "region": {"source": self.region_source, **self.region.to_dict()},
+            "ood": self.ood.to_dict() if self.ood else None, "timings_s": self.timings_s,
+            "precision": self.precision, "device": self.device, "slices_per_s": round(self.slices_per_s, 2), "notes": self.notes,
+        }
+
+
+class _Stopwatch:
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = {}
+
+    def add(self, stage: str, started: float) -> None:
+        self.totals[stage] = self.totals.get(stage, 0.0) + time.perf_counter() - started
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda was asked for, but no CUDA device is available", "use --device cpu or auto")
+    if device not in ("cpu", "cuda"):
+        raise InputError(f"unknown device {device!r}", "use auto, cpu or cuda")
+    return torch.device(device)
+
+
+def segment_volume(model, card: dict, image: sitk.Image, request: SegmentRequest, *, progress=None, cancel=None) -> SegmentResult:
+    config = model.config
+    check_model_fits(config, image)
+    watch = _Stopwatch()
+    notes: list[str] = []
+    device = resolve_device(request.device)
+
+    started = time.perf_counter()
+    region, source = _region(image, request, config.preprocessing.modality)
+    watch.add("crop", started)
+    slab_ranges = _slabs(image, region, request.slab_slices)
+    _check_memory(image, region, slab_ranges, config.num_classes, request)
+
+    try:
+        engine = SliceEngine(model, device, precision=request.precision, batch_size=request.batch_size)
+    except ValueError as problem:
+        raise InputError(str(problem), "use --precision auto") from problem
+    sub = region.extract(image)
+    transform = intensity_transform(sitk.GetArrayViewFromImage(sub), config.preprocessing)
+    label_values = (0, *config.classes.values)
+    region_labels = np.zeros(sub.GetSize()[::-1], dtype=np.uint8 if max(label_values) <= 255 else np.uint16)
+    region_uncertainty = np.zeros(region_labels.shape, dtype=np.float32) if request.uncertainty else None
+    region_probabilities = np.zeros((config.num_classes - 1, *region_labels.shape), dtype=np.float32) if request.probabilities else None
+    context = config.preprocessing.context_slices
+    distance_sum, tokens, slices_done = 0.0, 0, 0
+    total_slices = region.size[2]
+    for keep_start, keep_stop in slab_ranges:
+        read_start, read_stop = max(0, keep_start - context), min(sub.GetSize()[2], keep_stop + context)
+        slab = sub[:, :, read_start:read_stop] if (read_start, read_stop) != (0, sub.GetSize()[2]) else sub
+        started = time.perf_counter()
+        grid = to_model_grid(slab, config.preprocessing, transform=transform)
+        watch.add("preprocess", started)
+
+        started = time.perf_counter()
+        done_before = slices_done
+        out = engine.run(grid.array, background=grid.background_value, uncertainty=request.uncertainty, cancel=cancel,
+                         progress=(lambda d, t: progress("segment", min(total_slices, done_before + d), total_slices)) if progress else None)
+        watch.add("infer", started)
+        distance_sum += out.distance_sum
+        tokens += out.tokens
+
+        started = time.perf_counter()
+        keep = slice(keep_start - read_start, keep_stop - read_start)
+        labels = sitk.GetArrayFromImage(probabilities_to_label(out.probabilities, grid, labels=label_values))
+        region_labels[keep_start:keep_stop] = labels[keep]
+        if region_uncertainty is not None:
+            region_uncertainty[keep_start:keep_stop] = scalar_to_original(out.uncertainty, grid)[keep]
+        if region_probabilities is not None:
+            for c in range(1, config.num_classes):
+                region_probabilities[c - 1, keep_start:keep_stop] = scalar_to_original(out.probabilities[c], grid)[keep]
+        watch.add("resample_back", started)
+        slices_done += keep_stop - keep_start
+        del out, grid
+
+    started = time.perf_counter()
+    spacing_zyx = tuple(reversed(image.GetSpacing()))
+    if request.min_component_ml > 0:
+        region_labels, removed = remove_small_components(region_labels, spacing_zyx, request.min_component_ml, config.classes.values)
+        if any(removed.values()):
+            notes.append(f"removed components smaller than {request.min_component_ml} mL: "
+                         + ", ".join(f"{config.classes.by_value(v).id} {n}" for v, n in removed.items() if n))
+    labels_image = _paste(region_labels, region, image)
+    uncertainty_image = _paste(region_uncertainty, region, image) if region_uncertainty is not None else None
+    probabilities_image = None
+    if region_probabilities is not None:
+        channels = [_paste(region_probabilities[c], region, image) for c in range(region_probabilities.shape[0])]
+        probabilities_image = channels[0] if len(channels) == 1 else sitk.Compose(channels)
+    watch.add("postprocess", started)
+
+    voxel_ml = float(np.prod(spacing_zyx)) / 1000.0
+    counts = np.bincount(region_labels.ravel(), minlength=max(label_values) + 1)
+    classes = [{"id": c.id, "name": c.name, "value": c.value, "voxels": int(counts[c.value]),
+                "ml": round(float(counts[c.value]) * voxel_ml, 3)} for c in config.classes.classes]
+    ood = ood_score(distance_sum / max(tokens, 1), card.get("ood_reference"))
+    if ood is None:
+        notes.append("the model card holds no OOD reference: no out-of-distribution check")
+    elif ood.warning:
+        notes.append(ood.warning)
+    infer_s = watch.totals.get("infer", 0.0)
+    return SegmentResult(
+        labels=labels_image, probabilities=probabilities_image, uncertainty=uncertainty_image, region=region,
+        region_source=source, ood=ood, classes=classes, timings_s={k: round(v, 3) for k, v in watch.totals.items()},
+        precision=engine.precision_name, device=str(device), slices_per_s=total_slices / infer_s if infer_s else 0.0, notes=notes,
+    )
+
+
+def check_model_fits(config, image: sitk.Image) -> None:
+    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(f"the model takes a 3D scalar volume; this image is {image.GetDimension()}D with "
+                         f"{image.GetNumberOfComponentsPerPixel()} components per voxel", "give a single 3D grey-level volume")
+    if config.in_channels != 2 * config.preprocessing.context_slices + 1:
+        raise InputError(f"the model takes {config.in_channels} input channels but its preprocessing makes "
+                         f"{2 * config.preprocessing.context_slices + 1}", "the model card is inconsistent; use another model")
+    if config.num_classes != len(config.classes.classes) + 1:
+        raise InputError("the model's output channels do not match its class table", "the model card is inconsistent; use another model")
+
+
+def _region(image: sitk.Image, request: SegmentRequest, modality: str) -> tuple[IndexBox, str]:
+    if request.roi is not None:
+        return IndexBox.from_request(image, request.roi), "roi"
+    if request.body_crop and modality == "ct":
+        box = body_box(image)
+        if box is not None:
+            return box, "body"
+    return IndexBox.whole(image), "whole image"
+
+
+def _slabs(image: sitk.Image, region: IndexBox, slab_slices: int) -> list[tuple[int, int]]:
+    """Ranges of the region's k axis to process one at a time (one range for oblique/permuted volumes)."""
+    depth = region.size[2]
+    direction = np.asarray(image.GetDirection()).reshape(3, 3)
+    k_is_slice_axis = abs(abs(direction[2, 2]) - 1.0) <= AXIS_TOLERANCE
+    if not k_is_slice_axis or slab_slices <= 0 or depth <= slab_slices:
+        return [(0, depth)]
+    return [(start, min(depth, start + slab_slices)) for start in range(0, depth, slab_slices)]
+
+
+def _check_memory(image: sitk.Image, region: IndexBox, slabs: list[tuple[int, int]], num_classes: int, request: SegmentRequest) -> None:
+    largest = max(stop - start for start, stop in slabs)
+    slab_voxels = region.size[0] * region.size[1] * largest * 4  # model grid can be finer than the input: allow 2x per axis
+    region_outputs = region.voxels * (1 + 4 * bool(request.uncertainty) + 4 * (num_classes - 1) * request.probabilities)
+    full_outputs = int(np.prod(image.GetSize())) * (1 + 4 * bool(request.uncertainty) + 4 * (num_classes - 1) * request.probabilities)
+    needed = slab_voxels * SLAB_BYTES_PER_VOXEL_PER_CLASS * num_classes + region_outputs + full_outputs
+    limit = request.memory_limit_gb * 1024**3
+    if needed > limit:
+        raise InputError(
+            f"segmenting this volume needs about {needed / 1024**3:.1f} GB, above the {request.memory_limit_gb:g} GB limit "
+            f"(size {image.GetSize()}, region {region.size}, {len(slabs)} slab(s))",
+            "give an --roi around the lesion, use fewer --slab-slices, or raise --max-memory-gb",
+        )
+
+
+def _paste(region_array: np.ndarray, region: IndexBox, image: sitk.Image) -> sitk.Image:
+    full = np.zeros(tuple(reversed(image.GetSize())), dtype=region_array.dtype)
+    full[region.numpy_slices] = region_array
+    out = sitk.GetImageFromArray(full)
+    out.CopyInformation(image)  # the input's stored size, spacing, origin and direction, bit for bit
+    return out

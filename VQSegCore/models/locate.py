@@ -1,0 +1,57 @@
+"""Find a model folder from what the user typed: a folder, NAME, or NAME@VERSION.
+
+    folder = locate_model("lung-lesion@v0003")      # $VQSEG_HOME/models/lung-lesion/v0003
+    folder = locate_model("lung-lesion")            # its active version, else the shipped default
+    folder = locate_model(None)                     # the default model
+
+Store layout (DESIGN §3.5): `$VQSEG_HOME/models/<name>/v0001/` … with an `active` file naming the
+version in use. Shipped defaults: `Resources/Models/<name>/` (read-only, no versions).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from VQSegCore.errors import InputError
+from VQSegCore.paths import models_dir, repository_root
+
+DEFAULT_MODEL_NAME = "lung-lesion"
+ACTIVE_FILE = "active"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def shipped_models_dir() -> Path:
+    return repository_root() / "Resources" / "Models"
+
+
+def locate_model(spec: str | None, model_dir: str | Path | None = None) -> Path:
+    """The folder holding card.json and weights.safetensors; InputError naming what was searched."""
+    if model_dir is not None:
+        folder = Path(model_dir)
+        if not (folder / "card.json").is_file():
+            raise InputError(f"--model-dir {folder} holds no model (card.json missing)", "point at a folder written by vqseg train or the model store")
+        return folder
+    name, _, version = (spec or DEFAULT_MODEL_NAME).partition("@")
+    if not _NAME.match(name) or (version and not _NAME.match(version)):
+        raise InputError(f"bad model name {spec!r}", "use NAME or NAME@VERSION, e.g. lung-lesion@v0002")
+    store = models_dir() / name
+    if version:
+        folder = store / version
+        if (folder / "card.json").is_file():
+            return folder
+        known = sorted(p.name for p in store.glob("v*") if (p / "card.json").is_file()) if store.is_dir() else []
+        raise InputError(f"model {name} has no version {version!r}", f"known versions: {', '.join(known) or 'none'}")
+    active = store / ACTIVE_FILE
+    if active.is_file():
+        folder = store / active.read_text(encoding="utf-8").strip()
+        if (folder / "card.json").is_file():
+            return folder
+        raise InputError(f"the active version of model {name} ({folder.name}) is missing", f"run: vqseg models activate {name}@VERSION")
+    shipped = shipped_models_dir() / name
+    if (shipped / "card.json").is_file():
+        return shipped
+    raise InputError(
+        f"no model named {name!r} (looked in {store} and {shipped})",
+        "train one with vqseg train and pass --model-dir, or give the name of an installed model",
+    )
