@@ -228,6 +228,13 @@ def main() -> int:
     command = "python benchmarks/acdc.py " + " ".join(sys.argv[1:])
 
     def save() -> None:
+        # Another process may run other settings into the same file (e.g. 3 and 7 patients in parallel): merge.
+        if result_path.is_file():
+            on_disk = json.loads(result_path.read_text())
+            if on_disk.get("protocol") == json.loads(json.dumps(protocol)) and on_disk.get("iterations_override") == args.iterations:
+                mine = {(r["labelled_patients"], r["mode"], r["seed"]) for r in runs}
+                runs.extend(r for r in on_disk.get("runs", []) if (r["labelled_patients"], r["mode"], r["seed"]) not in mine)
+        runs.sort(key=lambda r: (r["labelled_patients"], MODES.index(r["mode"]), r["seed"]))
         meta = {"protocol": protocol, "iterations_override": args.iterations, "command": command, "runs": runs,
                 "timing": timing, "published": PUBLISHED,
                 "evaluation": "final EMA teacher, 20 labelsVal volumes, 3D Dice/HD95 per class on the volume's grid, "
@@ -247,7 +254,7 @@ def main() -> int:
             for mode in args.modes:
                 if any(r["labelled_patients"] == labelled and r["mode"] == mode and r["seed"] == seed for r in runs):
                     continue
-                row = run_one(args, protocol, labelled, mode, seed, splits)
+                row = run_one(args, protocol, labelled, mode, seed, splits) | {"command": command, "torch_threads": torch.get_num_threads()}
                 runs.append(row)
                 save()
                 print(json.dumps({k: v for k, v in row.items() if k != "per_volume"}), flush=True)

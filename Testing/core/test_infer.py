@@ -1,4 +1,4 @@
-"""Volume inference: ROI boxes, body crop, slabs, clean-up, OOD score and the memory bound."""
+"""Volume inference: ROI boxes, lung and body crop, slabs, clean-up, OOD score and the memory bound."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from conftest import GEOMETRIES, make_image
+from conftest import GEOMETRIES, SHARED_DATA, make_image
 from VQSegCore.errors import InputError
 from VQSegCore.infer import IndexBox, RoiRequest, SegmentRequest, ood_score, reference_from_distances, segment_volume
-from VQSegCore.infer.body import body_box
+from VQSegCore.infer.body import body_box, crop_box, lung_box, lung_plane_boxes
 from VQSegCore.infer.engine import normalised_entropy, resolve_precision
 from VQSegCore.infer.postprocess import remove_small_components
 from VQSegCore.model import VQSegConfig, build_model
@@ -69,15 +69,34 @@ def test_box_outside_the_image_is_an_input_error():
         RoiRequest("ras", (float("nan"), 0, 0), (1, 1, 1))
 
 
-# ---- body crop ---------------------------------------------------------------------------------
-def test_body_box_holds_the_tumour_and_drops_air(phantom):
-    box = body_box(phantom.image)
-    assert box is not None and box.voxels < 0.9 * np.prod(phantom.image.GetSize())
+# ---- crop ----------------------------------------------------------------------------------------
+def test_lung_and_body_boxes_hold_the_tumour_and_drop_air(phantom):
     truth = sitk.GetArrayViewFromImage(phantom.label)
-    inside = np.zeros(truth.shape, dtype=bool)
+    body, source = crop_box(phantom.image, "body")
+    lungs, lung_source = crop_box(phantom.image, "auto")
+    assert (source, lung_source) == ("body", "lungs")
+    assert lungs.voxels < body.voxels < np.prod(phantom.image.GetSize())
+    for box in (body, lungs):
+        inside = np.zeros(truth.shape, dtype=bool)
+        inside[box.numpy_slices] = True
+        assert truth.sum() > 0 and not np.any(truth[~inside])
+    air = sitk.Image(40, 40, 8, sitk.sitkInt16) - 1000
+    assert body_box(air) is None and lung_box(air) is None
+    assert crop_box(air, "auto") == (IndexBox.whole(air), "whole image")
+    assert crop_box(phantom.image, "none")[1] == "whole image"
+
+
+def test_lung_box_of_a_real_ct_holds_every_lung_lobe():
+    ct_path, seg_path = SHARED_DATA / "ct" / "example_ct_sm.nii.gz", SHARED_DATA / "ct" / "example_seg.nii.gz"
+    if not ct_path.exists():
+        pytest.skip(f"real CT not present at {ct_path}")
+    ct, seg = sitk.ReadImage(str(ct_path)), sitk.GetArrayFromImage(sitk.ReadImage(str(seg_path)))
+    box, source = crop_box(ct, "auto")
+    assert source == "lungs" and box.voxels < 0.8 * np.prod(ct.GetSize())
+    lobes = np.isin(seg, (10, 11, 12, 13, 14))  # the lung lobes of this (model-made) multi-organ label map
+    inside = np.zeros(seg.shape, dtype=bool)
     inside[box.numpy_slices] = True
-    assert truth.sum() > 0 and not np.any(truth[~inside])
-    assert body_box(sitk.Image(40, 40, 8, sitk.sitkInt16) - 1000) is None  # all air: no body
+    assert lobes.sum() > 1000 and not np.any(lobes & ~inside)
 
 
 # ---- the whole path ----------------------------------------------------------------------------
@@ -94,10 +113,26 @@ def test_outputs_lie_on_the_inputs_grid_bit_for_bit(model, name):
 
 
 def test_slabs_give_the_same_answer_as_one_pass(model, phantom):
-    whole = segment_volume(model, {}, phantom.image, SegmentRequest(probabilities=True, slab_slices=0, device="cpu"))
-    slabs = segment_volume(model, {}, phantom.image, SegmentRequest(probabilities=True, slab_slices=6, device="cpu"))
+    whole = segment_volume(model, {}, phantom.image, SegmentRequest(probabilities=True, slab_slices=0, crop="body", device="cpu"))
+    slabs = segment_volume(model, {}, phantom.image, SegmentRequest(probabilities=True, slab_slices=6, crop="body", device="cpu"))
     np.testing.assert_allclose(sitk.GetArrayViewFromImage(slabs.probabilities), sitk.GetArrayViewFromImage(whole.probabilities), atol=1e-5)
     assert whole.region_source == "body"
+
+
+def test_lung_slabs_take_narrower_fields_near_apex_and_base(model):
+    phantom = make_chest_ct(PhantomSpec(size_xy=(96, 96), n_slices=80, spacing=(3.5, 3.5, 3.0), seed=2, tumour_diameter_mm=30))
+    region, source = crop_box(phantom.image, "lungs")
+    ranges = [(start, min(region.size[2], start + 8)) for start in range(0, region.size[2], 8)]
+    boxes = lung_plane_boxes(phantom.image, region, ranges)
+    assert source == "lungs" and len(boxes) == len(ranges)
+    areas = [box.size[0] * box.size[1] for box in boxes]
+    assert max(areas) <= region.size[0] * region.size[1] and min(areas) < max(areas)
+    assert all((box.start[2], box.stop[2]) == r for box, r in zip(boxes, ranges))
+    result = segment_volume(model, {}, phantom.image, SegmentRequest(slab_slices=8, uncertainty="entropy", device="cpu"))
+    assert result.region_source == "lungs" and result.labels.GetSize() == phantom.image.GetSize()
+    # every voxel of the truth lies in a processed field (uncertainty > 0 there)
+    truth = sitk.GetArrayViewFromImage(phantom.label) > 0
+    assert np.all(sitk.GetArrayViewFromImage(result.uncertainty)[truth] > 0)
 
 
 def test_roi_run_leaves_everything_outside_the_box_background(model, phantom):

@@ -5,9 +5,9 @@
     result.labels            # sitk label map: the input's size, spacing, origin and direction
     result.report()          # volumes per class, OOD score, timings per stage
 
-The region is the ROI when one is given, else (for CT) the body's bounding box; voxels outside it
-are background (uncertainty 0). For axis-aligned volumes whose slice axis is the index k axis the
-region is processed in slabs of `slab_slices` slices (plus the 2.5D context on each side), so
+The region is the ROI when one is given, else (for CT) the lungs' or the body's bounding box
+(body.py); voxels outside it are background (uncertainty 0). For axis-aligned volumes whose slice
+axis is the index k axis the region is processed in slabs of `slab_slices` slices (plus the 2.5D context on each side), so
 memory is bounded by a slab whatever the number of slices; oblique or permuted volumes are
 processed whole. Before any work, the memory the run needs is estimated; beyond the limit the run
 stops with an InputError that says how to get under it.
@@ -23,7 +23,7 @@ import SimpleITK as sitk
 import torch
 
 from VQSegCore.errors import InputError
-from VQSegCore.infer.body import body_box
+from VQSegCore.infer.body import crop_box, lung_plane_boxes
 from VQSegCore.infer.engine import SliceEngine
 from VQSegCore.infer.ood import OodScore, ood_score
 from VQSegCore.infer.postprocess import remove_small_components
@@ -40,13 +40,13 @@ SLAB_BYTES_PER_VOXEL_PER_CLASS = 24
 @dataclass
 class SegmentRequest:
     roi: RoiRequest | None = None
-    body_crop: bool = True  # CT only; ignored when an ROI is given
+    crop: str = "auto"  # CT only, when no ROI is given: "auto" (lungs, else body) | "lungs" | "body" | "none"
     uncertainty: str | None = None  # None | "entropy" | "samples"
     probabilities: bool = False
     min_component_ml: float = 0.0
     device: str = "auto"
     precision: str = "auto"
-    batch_size: int = 8
+    batch_size: int | None = None  # slices per forward pass; None: 2 on CPU (cache-friendly, measured), 16 on GPU
     slab_slices: int = DEFAULT_SLAB_SLICES
     memory_limit_gb: float = DEFAULT_MEMORY_LIMIT_GB
 
@@ -57,7 +57,7 @@ class SegmentResult:
     probabilities: sitk.Image | None
     uncertainty: sitk.Image | None
     region: IndexBox
-    region_source: str  # "roi" | "body" | "whole image"
+    region_source: str  # "roi" | "lungs" | "body" | "whole image"
     ood: OodScore | None
     classes: list[dict]  # per class: id, value, voxels, ml
     timings_s: dict[str, float]
@@ -101,12 +101,15 @@ def segment_volume(model, card: dict, image: sitk.Image, request: SegmentRequest
 
     started = time.perf_counter()
     region, source = _region(image, request, config.preprocessing.modality)
-    watch.add("crop", started)
     slab_ranges = _slabs(image, region, request.slab_slices)
     _check_memory(image, region, slab_ranges, config.num_classes, request)
+    # Lungs narrow towards apex and base: each slab gets the in-plane box of the lungs near it.
+    plane_boxes = lung_plane_boxes(image, region, slab_ranges) if source == "lungs" and len(slab_ranges) > 1 else None
+    watch.add("crop", started)
 
     try:
-        engine = SliceEngine(model, device, precision=request.precision, batch_size=request.batch_size)
+        batch_size = request.batch_size or (16 if device.type == "cuda" else 2)
+        engine = SliceEngine(model, device, precision=request.precision, batch_size=batch_size)
     except ValueError as problem:
         raise InputError(str(problem), "use --precision auto") from problem
     sub = region.extract(image)
@@ -118,9 +121,14 @@ def segment_volume(model, card: dict, image: sitk.Image, request: SegmentRequest
     context = config.preprocessing.context_slices
     distance_sum, tokens, slices_done = 0.0, 0, 0
     total_slices = region.size[2]
-    for keep_start, keep_stop in slab_ranges:
+    for slab_index, (keep_start, keep_stop) in enumerate(slab_ranges):
         read_start, read_stop = max(0, keep_start - context), min(sub.GetSize()[2], keep_stop + context)
-        slab = sub[:, :, read_start:read_stop] if (read_start, read_stop) != (0, sub.GetSize()[2]) else sub
+        i0, j0, i1, j1 = 0, 0, sub.GetSize()[0], sub.GetSize()[1]
+        if plane_boxes is not None:
+            (i0, j0, _), (i1, j1, _) = plane_boxes[slab_index].start, plane_boxes[slab_index].stop
+        whole_slab = (i0, j0, read_start, i1, j1, read_stop) == (0, 0, 0, *sub.GetSize())
+        slab = sub if whole_slab else sub[i0:i1, j0:j1, read_start:read_stop]
+        plane = (slice(j0, j1), slice(i0, i1))
         started = time.perf_counter()
         grid = to_model_grid(slab, config.preprocessing, transform=transform)
         watch.add("preprocess", started)
@@ -135,13 +143,13 @@ def segment_volume(model, card: dict, image: sitk.Image, request: SegmentRequest
 
         started = time.perf_counter()
         keep = slice(keep_start - read_start, keep_stop - read_start)
-        labels = sitk.GetArrayFromImage(probabilities_to_label(out.probabilities, grid, labels=label_values))
-        region_labels[keep_start:keep_stop] = labels[keep]
+        labels = sitk.GetArrayFromImage(probabilities_to_label(out.probabilities, grid, labels=label_values, sums_to_one=True))
+        region_labels[(slice(keep_start, keep_stop), *plane)] = labels[keep]
         if region_uncertainty is not None:
-            region_uncertainty[keep_start:keep_stop] = scalar_to_original(out.uncertainty, grid)[keep]
+            region_uncertainty[(slice(keep_start, keep_stop), *plane)] = scalar_to_original(out.uncertainty, grid)[keep]
         if region_probabilities is not None:
             for c in range(1, config.num_classes):
-                region_probabilities[c - 1, keep_start:keep_stop] = scalar_to_original(out.probabilities[c], grid)[keep]
+                region_probabilities[(c - 1, slice(keep_start, keep_stop), *plane)] = scalar_to_original(out.probabilities[c], grid)[keep]
         watch.add("resample_back", started)
         slices_done += keep_stop - keep_start
         del out, grid
@@ -192,10 +200,8 @@ def check_model_fits(config, image: sitk.Image) -> None:
 def _region(image: sitk.Image, request: SegmentRequest, modality: str) -> tuple[IndexBox, str]:
     if request.roi is not None:
         return IndexBox.from_request(image, request.roi), "roi"
-    if request.body_crop and modality == "ct":
-        box = body_box(image)
-        if box is not None:
-            return box, "body"
+    if modality == "ct" and request.crop != "none":
+        return crop_box(image, request.crop)
     return IndexBox.whole(image), "whole image"
 
 

@@ -26,7 +26,7 @@ def register(subparsers) -> argparse.ArgumentParser:
         "segment",
         help="segment a volume (NIfTI, NRRD, MHA or a DICOM series) with a VQ-Seg model",
         description="Segment a volume with a VQ-Seg model. The label map has exactly the input's size, spacing, "
-        "origin and direction. CT volumes are cropped to the body first; --roi-* limits the work to a box.",
+        "origin and direction. CT volumes are cropped to the lungs (or the body) first; --roi-* limits the work to a box.",
     )
     parser.add_argument("input", type=Path, help="volume file or DICOM series folder")
     parser.add_argument("--output", "-o", type=Path, required=True,
@@ -44,11 +44,12 @@ def register(subparsers) -> argparse.ArgumentParser:
                         help="entropy of the softmax (one pass), or of the mean over flip and QPM samples (4 passes)")
     parser.add_argument("--min-component-ml", type=float, default=0.0, metavar="ML",
                         help="remove connected components smaller than this volume, per class (default 0: keep all)")
-    parser.add_argument("--no-body-crop", action="store_true", help="process the whole image, not only the body's bounding box")
+    parser.add_argument("--crop", choices=("auto", "lungs", "body", "none"), default="auto",
+                        help="CT without --roi-*: process only the lungs' bounding box (auto: lungs, else body), the body's, or all")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
                         help="auto: bf16 on GPUs and on CPUs with native bf16, fp32 otherwise")
-    parser.add_argument("--batch-size", type=int, default=8, help="slices per forward pass")
+    parser.add_argument("--batch-size", type=int, default=None, help="slices per forward pass (default: 2 on CPU, 16 on GPU)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--max-memory-gb", type=float, default=8.0, help="refuse runs estimated to need more memory (default 8)")
     parser.set_defaults(run=run)
@@ -74,7 +75,8 @@ def run(args: argparse.Namespace, context) -> dict:
         raise InputError("two outputs would be written to the same file", "give --output, --probabilities and --uncertainty different paths")
     for path in outputs:
         check_writable_folder(path)
-    if args.batch_size < 1 or (args.threads is not None and args.threads < 1) or args.max_memory_gb <= 0 or args.min_component_ml < 0:
+    positive = [value for value in (args.batch_size, args.threads) if value is not None]
+    if any(value < 1 for value in positive) or args.max_memory_gb <= 0 or args.min_component_ml < 0:
         raise InputError("--batch-size and --threads must be >= 1, --max-memory-gb > 0 and --min-component-ml >= 0")
     if args.threads:
         import torch
@@ -97,7 +99,7 @@ def run(args: argparse.Namespace, context) -> dict:
         if corners is not None:
             roi = RoiRequest(system, tuple(corners[:3]), tuple(corners[3:]))
     request = SegmentRequest(
-        roi=roi, body_crop=not args.no_body_crop, uncertainty=args.uncertainty_mode if args.uncertainty else None,
+        roi=roi, crop=args.crop, uncertainty=args.uncertainty_mode if args.uncertainty else None,
         probabilities=args.probabilities is not None, min_component_ml=args.min_component_ml, device=args.device,
         precision=args.precision, batch_size=args.batch_size, memory_limit_gb=args.max_memory_gb,
     )

@@ -1,0 +1,175 @@
+"""Inference speed and memory: `vqseg segment` on a synthetic chest CT against a straightforward per-slice loop.
+
+Volume: synthetic chest CT, 512x512x300 at 0.7x0.7x1.5 mm (`vqseg synth`). Model: the default U-Net
+configuration with random weights (speed does not depend on the weights). Each measurement runs in
+its own process, so its peak RSS is its own (os.wait4):
+
+    whole      `vqseg segment CT -o OUT.nii.gz` end to end (read, body crop, preprocess, infer, write)
+    roi        the same command with a 128x128x40 voxel ROI
+    baseline   the procedure of the authors' released test script on the same model and volume:
+               the whole volume on the model grid, one slice per forward pass, fp32, autograd on,
+               no body crop, no channels-last; then the same resampling back and the same writer
+    dinov2     the DINOv2 ViT-S/14 + DPT backbone (random weights) on a 256x256x40 volume, for the record
+
+    .venv/bin/python benchmarks/inference.py            # writes results/inference.json and .md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.report import write_report  # noqa: E402
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def run_measured(command: list[str]) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS in GB, stdout) of one child process, reaped with os.wait4 for its own rusage."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, stdout=out, stderr=err, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        _pid, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0), err.seek(0)
+        if process.returncode:
+            raise RuntimeError(f"{' '.join(command)} failed:\n{err.read()[-3000:]}")
+        return wall, usage.ru_maxrss / 1024**2, out.read()
+
+
+def last_result(stdout: str) -> dict:
+    events = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    return [e for e in events if e["event"] == "result"][-1]
+
+
+# ---- workers (run in their own process) -------------------------------------------------------
+def worker_make_model(folder: str, backbone: str) -> None:
+    import torch
+
+    from VQSegCore.model import VQSegConfig, build_model, save_model
+
+    torch.manual_seed(0)
+    save_model(build_model(VQSegConfig(backbone=backbone)), folder)
+
+
+def worker_baseline(model_dir: str, image_path: str, output: str) -> None:
+    """One slice per forward pass, fp32, autograd on, the whole image: the released test script's procedure."""
+    import numpy as np
+    import SimpleITK as sitk
+    import torch
+
+    from VQSegCore.io import read_volume
+    from VQSegCore.io.write import write_label_map
+    from VQSegCore.model import load_model
+    from VQSegCore.preprocess import crop_from_padding, pad_to_multiple, probabilities_to_label, to_model_grid
+
+    timings = {}
+    started = time.perf_counter()
+    model, _card = load_model(model_dir)
+    image = read_volume(image_path).image
+    timings["read"] = time.perf_counter() - started
+    started = time.perf_counter()
+    grid = to_model_grid(image, model.config.preprocessing)
+    timings["preprocess"] = time.perf_counter() - started
+    started = time.perf_counter()
+    probabilities = np.empty((model.config.num_classes, *grid.array.shape), dtype=np.float32)
+    for k in range(grid.array.shape[0]):
+        padded, padding = pad_to_multiple(grid.array[k][None, None], model.config.size_multiple, value=grid.background_value)
+        logits = model(torch.from_numpy(np.ascontiguousarray(padded)), perturb=False, reconstruct=False).logits
+        probabilities[:, k] = crop_from_padding(torch.softmax(logits, dim=1).detach().numpy(), padding)[0]
+    timings["infer"] = time.perf_counter() - started
+    started = time.perf_counter()
+    labels = probabilities_to_label(probabilities, grid, labels=(0, *model.config.classes.values))
+    timings["resample_back"] = time.perf_counter() - started
+    started = time.perf_counter()
+    write_label_map(sitk.GetArrayFromImage(labels), image, output, model.config.classes)
+    timings["write"] = time.perf_counter() - started
+    print(json.dumps({"event": "result", "timings_s": timings, "slices": int(grid.array.shape[0])}))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--slices", type=int, default=300)
+    parser.add_argument("--skip-baseline", action="store_true")
+    args = parser.parse_args()
+    if args.worker:
+        {"model": worker_make_model, "baseline": worker_baseline}[args.worker[0]](*args.worker[1:])
+        return 0
+
+    python, rows = sys.executable, []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        ct = tmp / "ct.nii.gz"
+        subprocess.run([python, "-m", "VQSegCore", "synth", str(ct), "--slices", str(args.slices), "--seed", "1"], check=True,
+                       cwd=ROOT, capture_output=True)
+        for backbone in ("unet", "vit_dinov2"):
+            subprocess.run([python, __file__, "--worker", "model", str(tmp / backbone), backbone], check=True, cwd=ROOT)
+
+        def segment(name: str, image: Path, model: str, *extra: str) -> None:
+            wall, rss, out = run_measured([python, "-m", "VQSegCore", "segment", str(image), "-o", str(tmp / f"{name}.nii.gz"),
+                                           "--model-dir", str(tmp / model), "--events", *extra])
+            result = last_result(out)
+            region = result["region"]
+            slices = region["stop_ijk"][2] - region["start_ijk"][2]
+            rows.append({"run": name, "wall_s": round(wall, 2), "peak_rss_gb": round(rss, 2), **_stages(result["timings_s"]),
+                         "slices": slices, "slices_per_s_infer": round(result["slices_per_s"], 1),
+                         "region": "x".join(str(b - a) for a, b in zip(region["start_ijk"], region["stop_ijk"])),
+                         "precision": result["precision"]})
+            print(rows[-1], flush=True)
+
+        segment("whole", ct, "unet")
+        centre = (256, 256, args.slices // 2)
+        segment("roi_128x128x40", ct, "unet", "--roi-ijk", str(centre[0] - 64), str(centre[1] - 64), str(centre[2] - 20),
+                str(centre[0] + 63), str(centre[1] + 63), str(centre[2] + 19))
+        if not args.skip_baseline:
+            wall, rss, out = run_measured([python, __file__, "--worker", "baseline", str(tmp / "unet"), str(ct), str(tmp / "base.nii.gz")])
+            result = last_result(out)
+            rows.append({"run": "baseline_per_slice", "wall_s": round(wall, 2), "peak_rss_gb": round(rss, 2),
+                         **_stages(result["timings_s"]), "slices": result["slices"],
+                         "slices_per_s_infer": round(result["slices"] / result["timings_s"]["infer"], 1), "region": "whole image",
+                         "precision": "fp32"})
+            print(rows[-1], flush=True)
+        small = tmp / "small.nii.gz"
+        subprocess.run([python, "-m", "VQSegCore", "synth", str(small), "--size", "256", "256", "--slices", "40",
+                        "--spacing", "1.4", "1.4", "3", "--seed", "2"], check=True, cwd=ROOT, capture_output=True)
+        segment("dinov2_dpt_256x256x40", small, "vit_dinov2")
+
+    whole = next(r for r in rows if r["run"] == "whole")
+    meta = {
+        "command": "python benchmarks/inference.py " + " ".join(sys.argv[1:]),
+        "cpu_model": cpu_model(), "volume": f"synthetic chest CT 512x512x{args.slices}, 0.7x0.7x1.5 mm",
+        "targets": {"whole_wall_s": 45, "whole_rss_gb": 3, "roi_s": 2, "speedup_vs_baseline": 3},
+    }
+    baseline = next((r for r in rows if r["run"] == "baseline_per_slice"), None)
+    if baseline:
+        meta["speedup_vs_baseline_wall"] = round(baseline["wall_s"] / whole["wall_s"], 2)
+    write_report("inference", rows, meta)
+    return 0
+
+
+def _stages(timings: dict) -> dict:
+    return {f"{k}_s": round(v, 2) for k, v in timings.items() if k != "total"}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
