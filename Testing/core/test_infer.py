@@ -151,8 +151,8 @@ def test_2p5d_model_in_slabs_matches_one_pass(phantom):
                          preprocessing=PreprocessingConfig(spacing_mm=(2.0, 2.0), context_slices=1))
     torch.manual_seed(1)
     net = build_model(config).eval()
-    whole = segment_volume(net, {}, phantom.image, SegmentRequest(probabilities=True, slab_slices=0, device="cpu"))
-    slabs = segment_volume(net, {}, phantom.image, SegmentRequest(probabilities=True, slab_slices=4, device="cpu"))
+    whole = segment_volume(net, {}, phantom.image, SegmentRequest(probabilities=True, slab_slices=0, crop="body", device="cpu"))
+    slabs = segment_volume(net, {}, phantom.image, SegmentRequest(probabilities=True, slab_slices=4, crop="body", device="cpu"))
     np.testing.assert_allclose(sitk.GetArrayViewFromImage(slabs.probabilities), sitk.GetArrayViewFromImage(whole.probabilities), atol=1e-5)
 
 
