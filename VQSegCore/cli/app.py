@@ -58,9 +58,17 @@ def build_parser(commands: list) -> argparse.ArgumentParser:
     _common_options(parser, suppress_defaults=False)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for command in commands:
-        sub = command.register(subparsers)
-        _common_options(sub, suppress_defaults=True)
+        _common_options_everywhere(command.register(subparsers))
     return parser
+
+
+def _common_options_everywhere(parser: argparse.ArgumentParser) -> None:
+    """--events and --cancel-file on a command and on each of its actions (`vqseg pool add ...`)."""
+    _common_options(parser, suppress_defaults=True)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _common_options_everywhere(sub)
 
 
 def run_cli(argv: list[str] | None, commands: list) -> int:

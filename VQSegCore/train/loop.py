@@ -93,12 +93,15 @@ def train(
     precision: str = "fp32",
     foundation: str = "none",
     foundation_weights=None,
+    initial_model=None,
     distributed: Distributed | None = None,
 ) -> dict:
     """Train and return a summary dict (iterations done, best val Dice, folders written).
 
     `foundation`: "none" or the frozen model PFA aligns to ("dinov2", "astra", "random"), with
     `foundation_weights` its local weights file where it needs one.
+    `initial_model`: a model folder (save_model format) whose weights start the run (fine-tuning);
+    its config must build the same network as `config`.
     `precision`: "fp32", "bf16" (autocast; CPU or GPU) or "fp16" (autocast with loss scaling; GPU).
     `distributed`: the torchrun ranks (default: read from the environment; one process without torchrun).
     """
@@ -126,7 +129,7 @@ def train(
                       cancel=cancel, optimiser=optimiser, weight_decay=weight_decay, foreground_fraction=foreground_fraction,
                       include_labelled_as_unlabelled=include_labelled_as_unlabelled, cache_dir=cache_dir,
                       step_options=step_options, precision=precision, foundation=foundation,
-                      foundation_weights=foundation_weights)
+                      foundation_weights=foundation_weights, initial_model=initial_model)
     finally:
         if joined_here:
             ranks.stop()
@@ -135,7 +138,7 @@ def train(
 def _train(spec, config: VQSegConfig, out_dir: Path, dev: torch.device, ranks: Distributed, *, iterations, minutes, batch_size,
            crop_size, lr, seed, supervised_only, validate_every, checkpoint_every, resume, reporter, cancel, optimiser,
            weight_decay, foreground_fraction, include_labelled_as_unlabelled, cache_dir, step_options, precision,
-           foundation, foundation_weights) -> dict:
+           foundation, foundation_weights, initial_model) -> dict:
     reporter = reporter or _NullReporter()
     cancel = cancel or _NoCancel()
     config = config.resolved()
@@ -154,6 +157,7 @@ def _train(spec, config: VQSegConfig, out_dir: Path, dev: torch.device, ranks: D
         "include_labelled_as_unlabelled": include_labelled_as_unlabelled, "dataset": str(spec.path) if spec.path else None,
         "precision": precision, "world_size": ranks.world_size, "foundation": foundation,
         "foundation_weights": str(foundation_weights) if foundation_weights else None,
+        "initial_model": str(initial_model) if initial_model else None,
     }
     if ranks.is_main:
         _check_out_folder(out_dir, settings, resume)
@@ -178,7 +182,10 @@ def _train(spec, config: VQSegConfig, out_dir: Path, dev: torch.device, ranks: D
     # ---- model, teacher, optimiser ----------------------------------------------------------
     torch.manual_seed(seed)
     rng, generator = _random_streams(seed, ranks.rank)
-    student = build_model(config).to(dev)
+    student = build_model(config)
+    if initial_model is not None:
+        _load_initial_weights(student, Path(initial_model))
+    student = student.to(dev)
     ranks.broadcast_module(student)
     teacher = make_teacher(student)
     if optimiser == "adamw":
@@ -313,6 +320,17 @@ def _train(spec, config: VQSegConfig, out_dir: Path, dev: torch.device, ranks: D
         "rank": ranks.rank,
         "cases": {"labelled": len(labelled), "unlabelled": len(unlabelled), "val": len(val_cases)},
     }
+
+
+def _load_initial_weights(student, folder: Path) -> None:
+    from VQSegCore.model import load_model
+
+    parent, _card = load_model(folder)
+    try:
+        student.load_state_dict(parent.state_dict(), strict=True)
+    except RuntimeError as problem:
+        raise InputError(f"the starting model {folder} does not fit this training configuration: {problem}",
+                         "fine-tune with the starting model's own configuration") from problem
 
 
 def _random_streams(seed: int, rank: int, iteration: int = 0) -> tuple[np.random.Generator, torch.Generator]:

@@ -1,0 +1,66 @@
+"""`vqseg finetune`: fine-tune the active model on a training pool; promote the result only if it does not regress.
+
+    vqseg finetune --pool clinic [--model lung-lesion] (--minutes M | --iterations N) [--margin 0.01]
+        [--supervised-only] [--resume] [--device auto|cpu|cuda] [--events] [--cancel-file F]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from VQSegCore.errors import InputError
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "finetune",
+        help="fine-tune the active model on a training pool (semi-supervised), with a promotion gate",
+        description="Train from the active version on the pool's labelled cases plus every unlabelled one, score parent and "
+        "candidate on held-out labelled cases (n // 3 of n >= 3), and activate the candidate only if its Dice is at most "
+        "--margin below the parent's. Otherwise it is kept as a candidate version with the reason.",
+    )
+    parser.add_argument("--pool", default=os.environ.get("VQSEG_POOL"), metavar="NAME_OR_PATH",
+                        help="the training pool (a name under $VQSEG_HOME/pools or a folder; default $VQSEG_POOL)")
+    parser.add_argument("--model", default=None, metavar="NAME", help="the model to fine-tune (default lung-lesion)")
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--minutes", type=float, help="time budget for training")
+    budget.add_argument("--iterations", type=int, help="training iterations")
+    parser.add_argument("--margin", type=float, default=0.01, help="largest held-out Dice loss that still promotes (default 0.01)")
+    parser.add_argument("--supervised-only", action="store_true", help="ignore unlabelled cases (the baseline)")
+    parser.add_argument("--resume", action="store_true", help="continue the last unfinished fine-tune of this model")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--crop-size", type=int, default=96)
+    parser.add_argument("--validate-every", type=int, default=50, metavar="N")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.set_defaults(run=run)
+    return parser
+
+
+def resolve_pool(value: str | None) -> Path:
+    from VQSegCore.paths import pools_dir
+
+    if not value:
+        raise InputError("no pool given", "pass --pool NAME_OR_PATH or set VQSEG_POOL")
+    path = Path(value).expanduser()
+    if path.is_dir() or os.sep in value or value.startswith("."):
+        return path
+    return pools_dir() / value
+
+
+def run(args: argparse.Namespace, context) -> dict:
+    from VQSegCore.finetune import finetune
+    from VQSegCore.models import DEFAULT_MODEL_NAME
+
+    if args.iterations is None and args.minutes is None:
+        raise InputError("finetune needs --minutes M or --iterations N", "e.g. --minutes 10")
+    if not 0 <= args.margin < 1:
+        raise InputError(f"--margin must be in [0, 1), got {args.margin}")
+    return finetune(
+        resolve_pool(args.pool), model_name=args.model or DEFAULT_MODEL_NAME, iterations=args.iterations, minutes=args.minutes,
+        margin=args.margin, supervised_only=args.supervised_only, seed=args.seed, device=args.device, batch_size=args.batch_size,
+        crop_size=args.crop_size, validate_every=args.validate_every, resume=args.resume, reporter=context.reporter,
+        cancel=context.cancel,
+    )

@@ -1,0 +1,30 @@
+"""Which labelled pool cases validate a fine-tune: a rule that works from 3 labelled cases up.
+
+    train_cases, held_out = split_for_validation(spec.cases())
+
+With n labelled cases, n // 3 of them (at least 1 from n = 3; none below 3) are held out: they
+are never trained on, not even as unlabelled images, and both the parent and the candidate model
+are scored on them. Which ones is fixed by a hash of the case id, so a re-run or a resumed run
+holds out the same cases, and adding new cases moves few of them. Below 3 labelled cases a gate
+is not possible: the candidate is kept, not promoted, and the report says why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from VQSegCore.dataset_spec import Case
+
+MIN_LABELLED_FOR_GATE = 3
+
+
+def held_out_count(labelled: int) -> int:
+    return 0 if labelled < MIN_LABELLED_FOR_GATE else max(1, labelled // 3)
+
+
+def split_for_validation(cases: list[Case]) -> tuple[list[Case], list[Case]]:
+    """(training cases: labelled and unlabelled, held-out labelled cases)."""
+    labelled = [case for case in cases if case.labelled]
+    ranked = sorted(labelled, key=lambda case: hashlib.sha256(case.id.encode()).hexdigest())
+    held = {case.id for case in ranked[: held_out_count(len(labelled))]}
+    return [case for case in cases if case.id not in held], [case for case in cases if case.id in held]
