@@ -103,7 +103,8 @@ def run_cli(*args: str, timeout: float = 120, env: dict | None = None) -> CliRun
     """Run `python -m VQSegCore ARGS` in a child process, as the Slicer module and users do."""
     completed = subprocess.run(
         [sys.executable, "-m", "VQSegCore", *map(str, args)],
-        capture_output=True, text=True, timeout=timeout, cwd=REPO, env={**os.environ, **(env or {})},
+        capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=timeout, cwd=REPO,
+        env={**os.environ, **(env or {})},
     )
     return CliRun(completed.returncode, completed.stdout, completed.stderr)
 

@@ -40,14 +40,11 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def resolve_pool(value: str | None) -> Path:
-    from VQSegCore.paths import pools_dir
+    from VQSegCore.pool import pool_folder
 
     if not value:
         raise InputError("no pool given", "pass --pool NAME_OR_PATH or set VQSEG_POOL")
-    path = Path(value).expanduser()
-    if path.is_dir() or os.sep in value or value.startswith("."):
-        return path
-    return pools_dir() / value
+    return pool_folder(value)
 
 
 def run(args: argparse.Namespace, context) -> dict:

@@ -1,0 +1,45 @@
+"""`vqseg finetune` and `vqseg models` as child processes: bad input exits 2; the store round-trips."""
+
+from __future__ import annotations
+
+import torch
+
+from VQSegCore.model import VQSegConfig, build_model
+from VQSegCore.models import ModelStore
+
+TINY = VQSegConfig(unet_base_width=4, unet_depth=2, codebook_size=16)
+
+
+def test_finetune_bad_input_exits_2(cli, tmp_path):
+    env = {"VQSEG_HOME": str(tmp_path / "home")}
+    no_budget = cli("finetune", "--pool", tmp_path / "pool", "--events", env=env)
+    assert no_budget.returncode == 2 and "--minutes" in no_budget.last["message"]
+    no_pool = cli("finetune", "--pool", tmp_path / "nowhere", "--iterations", "2", "--events", env=env)
+    assert no_pool.returncode == 2
+    bad_margin = cli("finetune", "--pool", tmp_path / "pool", "--iterations", "2", "--margin", "2", "--events", env=env)
+    assert bad_margin.returncode == 2 and "margin" in bad_margin.last["message"]
+    assert not (tmp_path / "home" / "models").exists()
+
+
+def test_models_list_activate_rollback_export_import(cli, tmp_path):
+    env = {"VQSEG_HOME": str(tmp_path / "home")}
+    store = ModelStore(tmp_path / "home" / "models")
+    for seed in range(2):
+        torch.manual_seed(seed)
+        store.add_version("lung", build_model(TINY))
+    assert cli("models", "activate", "lung@v0001", "--events", env=env).returncode == 0
+    assert cli("models", "activate", "lung@v0002", "--events", env=env).returncode == 0
+    listed = cli("models", "list", "--events", env=env).last
+    assert [v["version"] for v in listed["models"]["lung"] if v["active"]] == ["v0002"]
+    rolled = cli("models", "rollback", "lung", "--events", env=env)
+    assert rolled.returncode == 0 and rolled.last["active"] == "v0001"
+    shown = cli("models", "show", "lung", "--events", env=env).last
+    assert shown["version"] == "v0001" and "weights_sha256" in shown["card"]
+    exported = cli("models", "export", "lung@v0002", "--out", tmp_path / "v2.tar", "--events", env=env)
+    assert exported.returncode == 0 and (tmp_path / "v2.tar").is_file()
+    imported = cli("models", "import", tmp_path / "v2.tar", "--name", "lung", "--events", env=env)
+    assert imported.returncode == 0 and imported.last["version"] == "v0003"
+    assert cli("models", "activate", "lung", "--events", env=env).returncode == 2  # no version given
+    assert cli("models", "activate", "lung@v0042", "--events", env=env).returncode == 2
+    (tmp_path / "junk.tar").write_bytes(b"not a tar")
+    assert cli("models", "import", tmp_path / "junk.tar", "--name", "lung", "--events", env=env).returncode == 2

@@ -1,0 +1,167 @@
+"""Fine-tuning under domain shift on synthetic chest CT: before, after semi-supervised and after supervised-only.
+
+Source family A (the base model's data): small tumours (12-20 mm), low noise (10 HU), 2.0x2.0x4 mm.
+Target family B (the pool): large tumours (38-55 mm), high noise (45 HU), 2.6x2.6x5 mm.
+1. The base model is trained on 8 labelled A phantoms and becomes the active version of a store.
+2. A pool gets 3 corrected B cases (the phantom's truth as the correction, the base model's output
+   as the draft) and 10 uncorrected B cases.
+3. `vqseg finetune --pool P --minutes M` runs twice from the same base, in its own process (time
+   and peak RSS measured): semi-supervised, then `--supervised-only`, each in a fresh copy of the store.
+4. Dice on 10 fresh B phantoms: base model, the semi-supervised candidate, the supervised candidate.
+
+    .venv/bin/python benchmarks/finetune.py            # writes results/finetune.json and .md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import SimpleITK as sitk  # noqa: E402
+
+from benchmarks.inference import cpu_model, last_result, run_measured  # noqa: E402
+from benchmarks.report import write_report  # noqa: E402
+from VQSegCore.dataset_spec import DatasetSpec  # noqa: E402
+from VQSegCore.infer import SegmentRequest, segment_volume  # noqa: E402
+from VQSegCore.metrics import dice_score  # noqa: E402
+from VQSegCore.model import VQSegConfig, load_model  # noqa: E402
+from VQSegCore.model.config import PreprocessingConfig  # noqa: E402
+from VQSegCore.models import ModelStore  # noqa: E402
+from VQSegCore.pool import Pool  # noqa: E402
+from VQSegCore.synth import PhantomSpec, make_chest_ct  # noqa: E402
+from VQSegCore.train import train  # noqa: E402
+
+MODEL = "bench-lung"
+CONFIG = VQSegConfig(unet_base_width=16, unet_depth=4, preprocessing=PreprocessingConfig(spacing_mm=(2.0, 2.0)))
+
+
+def family(name: str, seed: int) -> PhantomSpec:
+    rng = np.random.default_rng(seed)
+    if name == "A":
+        return PhantomSpec(size_xy=(160, 160), n_slices=40, spacing=(2.0, 2.0, 4.0), tumour_diameter_mm=float(rng.uniform(12, 20)),
+                           noise_hu=10.0, seed=seed)
+    return PhantomSpec(size_xy=(128, 128), n_slices=36, spacing=(2.6, 2.6, 5.0), tumour_diameter_mm=float(rng.uniform(38, 55)),
+                       noise_hu=45.0, seed=seed)
+
+
+def write_phantom(spec: PhantomSpec, folder: Path, stem: str) -> tuple[Path, Path]:
+    phantom = make_chest_ct(spec)
+    image, label = folder / f"{stem}.nii.gz", folder / f"{stem}-label.nii.gz"
+    sitk.WriteImage(phantom.image, str(image))
+    sitk.WriteImage(phantom.label, str(label))
+    return image, label
+
+
+def dice_on(model_dir: Path, cases: list[tuple[Path, Path]]) -> list[float]:
+    model, card = load_model(model_dir)
+    scores = []
+    for image_path, label_path in cases:
+        image = sitk.ReadImage(str(image_path))
+        predicted = sitk.GetArrayFromImage(segment_volume(model, card, image, SegmentRequest(device="cpu")).labels)
+        scores.append(dice_score(predicted == 1, sitk.GetArrayFromImage(sitk.ReadImage(str(label_path))) == 1))
+    return scores
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--base-iterations", type=int, default=400)
+    parser.add_argument("--minutes", type=float, default=4.0, help="training budget of each fine-tune")
+    parser.add_argument("--work", type=Path, default=None, help="keep the work folder here (default: a temporary one)")
+    args = parser.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="vqseg-finetune-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    data = work / "data"
+    data.mkdir(exist_ok=True)
+    python = sys.executable
+
+    # 1. the base model on family A
+    cases = []
+    for i in range(10):
+        image, label = write_phantom(family("A", 100 + i), data, f"a{i}")
+        cases.append({"id": f"a{i}", "image": str(image), "label": str(label), "split": "train" if i < 8 else "val"})
+    (work / "base-spec.json").write_text(json.dumps({"cases": cases}))
+    started = time.perf_counter()
+    base = train(DatasetSpec.load(work / "base-spec.json"), CONFIG, work / "base", iterations=args.base_iterations, batch_size=8,
+                 crop_size=96, validate_every=args.base_iterations, supervised_only=True, device="cpu", seed=0)
+    base_s = time.perf_counter() - started
+    home = work / "home"
+    store = ModelStore(home / "models")
+    base_model, base_card = load_model(work / "base" / "last")
+    version = store.add_version(MODEL, base_model, training=base_card["training"], ood_reference=base_card.get("ood_reference"),
+                                status="promoted", reason="base model (family A)")
+    store.activate(MODEL, version)
+
+    # 2. the pool on family B: 3 corrected, 10 uncorrected
+    pool = Pool.create(home / "pools" / "shift", name="shift")
+    for i in range(13):
+        image, label = write_phantom(family("B", 200 + i), data, f"b{i}")
+        if i < 3:
+            draft = data / f"b{i}-draft.nii.gz"
+            sitk.WriteImage(segment_volume(base_model, base_card, sitk.ReadImage(str(image)), SegmentRequest(device="cpu")).labels, str(draft))
+            pool.add(image, label=label, draft=draft, draft_model=f"{MODEL}/{version}")
+        else:
+            pool.add(image)
+    fresh = [write_phantom(family("B", 300 + i), data, f"test{i}") for i in range(10)]
+
+    # 3. two fine-tunes from the same base
+    rows, results = [], {}
+    for mode, extra in (("semi-supervised", []), ("supervised only", ["--supervised-only"])):
+        mode_home = work / f"home-{mode.split()[0]}"
+        shutil.rmtree(mode_home, ignore_errors=True)
+        shutil.copytree(home, mode_home)
+        wall, rss, out = run_measured_env([python, "-m", "VQSegCore", "finetune", "--pool", str(mode_home / "pools" / "shift"),
+                                           "--model", MODEL, "--minutes", str(args.minutes), "--device", "cpu", "--events", *extra],
+                                          {"VQSEG_HOME": str(mode_home)})
+        result = last_result(out)
+        results[mode] = (result, wall, rss, mode_home)
+
+    # 4. Dice on fresh family-B phantoms
+    before = dice_on(store.path(MODEL, version), fresh)
+    rows.append({"model": "base (family A only)", "mean Dice (10 fresh B)": round(float(np.mean(before)), 4),
+                 "min–max": f"{min(before):.3f}–{max(before):.3f}", "fine-tune min": "", "peak RSS GB": "", "gate": ""})
+    for mode, (result, wall, rss, mode_home) in results.items():
+        candidate = ModelStore(mode_home / "models").path(MODEL, result["version"])
+        scores = dice_on(candidate, fresh)
+        rows.append({"model": f"fine-tuned, {mode} ({result['version']})", "mean Dice (10 fresh B)": round(float(np.mean(scores)), 4),
+                     "min–max": f"{min(scores):.3f}–{max(scores):.3f}", "fine-tune min": round(wall / 60, 2),
+                     "peak RSS GB": round(rss, 2), "gate": "promoted" if result["promoted"] else f"kept: {result['reason']}"})
+        print(rows[-1], flush=True)
+    write_report("finetune", rows, {
+        "command": "python benchmarks/finetune.py " + " ".join(sys.argv[1:]), "cpu_model": cpu_model(),
+        "base_training_s": round(base_s, 1), "base_iterations": base["iterations"], "finetune_minutes_budget": args.minutes,
+        "families": {"A": "12-20 mm tumours, 10 HU noise, 2.0x2.0x4 mm, 160x160x40",
+                     "B": "38-55 mm tumours, 45 HU noise, 2.6x2.6x5 mm, 128x128x36"},
+        "pool": "3 corrected + 10 uncorrected family-B cases; the gate holds out 1 of the 3 corrected cases",
+        "targets": {"finetune_minutes": 10, "peak_rss_gb": 4, "semi_beats_supervised": True},
+        "finetune_results": {mode: r[0] for mode, r in results.items()},
+    })
+    if args.work is None:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def run_measured_env(command: list[str], env: dict) -> tuple[float, float, str]:
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        return run_measured(command)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+if __name__ == "__main__":
+    sys.exit(main())
