@@ -12,7 +12,7 @@ import SimpleITK as sitk
 import torch
 
 from conftest import GEOMETRIES, make_image, write_dicom_series
-from VQSegCore.infer import reference_from_distances
+from VQSegCore.infer import CodeStatistics, SegmentRequest, reference_from_volumes, segment_volume
 from VQSegCore.model import VQSegConfig, build_model, save_model
 from VQSegCore.model.config import PreprocessingConfig
 
@@ -23,7 +23,8 @@ CONFIG = VQSegConfig(unet_base_width=4, unet_depth=2, codebook_size=16, preproce
 def model_dir(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("model") / "m"
-    save_model(build_model(CONFIG), folder, ood_reference=reference_from_distances([1e9, 1.1e9]))
+    model = build_model(CONFIG).eval()
+    save_model(model, folder, ood_reference=_reference(model, typical=True))
     return folder
 
 
@@ -32,8 +33,18 @@ def suspicious_model_dir(tmp_path_factory) -> Path:
     """A model whose training volumes had tiny codebook distances: every real input looks out of distribution."""
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("model") / "ood"
-    save_model(build_model(CONFIG), folder, ood_reference=reference_from_distances([1e-9, 1.2e-9]))
+    save_model(build_model(CONFIG), folder, ood_reference=_reference(build_model(CONFIG), typical=False))
     return folder
+
+
+def _reference(model, typical: bool) -> dict:
+    """An OOD reference from volumes like the test inputs (typical), or from a model that used one code only."""
+    if not typical:
+        counts = np.eye(model.quantizer.codebook_size, dtype=np.int64)[-1] * 5000
+        return reference_from_volumes([CodeStatistics(counts.copy()), CodeStatistics(counts.copy())])
+    runs = [segment_volume(model, {}, make_image(GEOMETRIES["identity"], size=(20, 20, 4), seed=seed), SegmentRequest(device="cpu"))
+            for seed in range(1, 5)]
+    return reference_from_volumes([run.codes for run in runs])
 
 
 def _same_grid(a: sitk.Image, b: sitk.Image) -> bool:
@@ -50,7 +61,7 @@ def test_segment_writes_seg_nrrd_probabilities_and_uncertainty_on_the_input_grid
     assert result["output"].endswith("out.seg.nrrd") and result["device"] == "cpu"
     assert set(result["timings_s"]) >= {"read", "preprocess", "infer", "resample_back", "write", "total"}
     assert result["classes"][0]["id"] == "lung_tumour" and result["classes"][0]["voxels"] >= 0
-    assert result["ood"]["warning"] is None and result["ood"]["ratio"] < 1
+    assert result["ood"]["tokens"] > 0 and {"divergence", "expected", "excess", "threshold"} <= set(result["ood"])
     import slicerio
 
     segmentation = slicerio.read_segmentation(str(tmp_path / "out.seg.nrrd"))
@@ -82,8 +93,11 @@ def test_dicom_series_in_dicom_seg_out(cli, tmp_path, model_dir):
     assert "PatientName" not in json.dumps(run.last)
 
 
-def test_ood_warning_is_reported_plainly(cli, tmp_path, suspicious_model_dir):
-    sitk.WriteImage(make_image(GEOMETRIES["identity"], size=(20, 20, 4)), str(tmp_path / "ct.nii.gz"))
+def test_ood_warning_is_reported_plainly(cli, tmp_path, model_dir, suspicious_model_dir):
+    sitk.WriteImage(make_image(GEOMETRIES["identity"], size=(20, 20, 4), seed=7), str(tmp_path / "ct.nii.gz"))
+    usual = cli("segment", tmp_path / "ct.nii.gz", "-o", tmp_path / "a.nii.gz", "--model-dir", model_dir, "--events")
+    assert usual.returncode == 0, usual.stderr
+    assert usual.last["ood"]["warning"] is None  # like the volumes its reference came from
     run = cli("segment", tmp_path / "ct.nii.gz", "-o", tmp_path / "out.nii.gz", "--model-dir", suspicious_model_dir, "--events")
     assert run.returncode == 0, run.stderr
     warnings = [e for e in run.events if e["event"] == "log" and e["level"] == "warning"]

@@ -9,7 +9,7 @@ import torch
 
 from conftest import GEOMETRIES, SHARED_DATA, make_image
 from VQSegCore.errors import InputError
-from VQSegCore.infer import IndexBox, RoiRequest, SegmentRequest, ood_score, reference_from_distances, segment_volume
+from VQSegCore.infer import CodeStatistics, IndexBox, RoiRequest, SegmentRequest, ood_score, reference_from_volumes, segment_volume
 from VQSegCore.infer.body import body_box, crop_box, lung_box, lung_plane_boxes
 from VQSegCore.infer.engine import normalised_entropy, resolve_precision
 from VQSegCore.infer.postprocess import remove_small_components
@@ -180,14 +180,27 @@ def test_small_components_are_removed_per_class():
     assert remove_small_components(labels, (1.0, 1.0, 1.0), 0.0, (1, 2))[0] is labels
 
 
-def test_ood_score_warns_only_above_the_training_threshold():
-    reference = reference_from_distances([1.0, 1.1, 0.9, 1.05])
-    assert reference["threshold"] == pytest.approx(max(1.5 * 1.1, reference["mean"] + 4 * reference["std"]))
-    typical = ood_score(1.02, reference)
-    assert typical.warning is None and typical.ratio == pytest.approx(1.02 / reference["median"])
-    odd = ood_score(3.0, reference)
-    assert odd.warning and "unlike the model's training data" in odd.warning
-    assert ood_score(3.0, None) is None
+def _codes(counts) -> CodeStatistics:
+    return CodeStatistics(np.asarray(counts, dtype=np.int64), distance_sum=float(np.sum(counts)))
+
+
+def test_ood_score_compares_code_usage_with_the_training_volumes():
+    rng = np.random.default_rng(0)
+    usual = np.r_[np.full(40, 1.0), np.zeros(24)]  # training volumes use codes 0..39
+    training = [_codes(rng.multinomial(2000, usual / usual.sum())) for _ in range(6)]
+    reference = reference_from_volumes(training)
+    assert reference["volumes"] == 6 and sum(reference["histogram"]) == 12000
+    typical = ood_score(_codes(rng.multinomial(3000, usual / usual.sum())), reference)
+    assert typical.warning is None and typical.excess < reference["threshold"]
+    other = np.r_[np.zeros(40), np.full(24, 1.0)]  # codes training never used
+    odd = ood_score(_codes(rng.multinomial(3000, other / other.sum())), reference)
+    assert odd.warning and "unlike the model's training data" in odd.warning and odd.ratio > 1
+    # a small sample of the usual codes differs by chance; the expected divergence absorbs that
+    small = ood_score(_codes(rng.multinomial(60, usual / usual.sum())), reference)
+    assert small.divergence > typical.divergence and small.warning is None
+    assert ood_score(_codes(rng.multinomial(100, usual / usual.sum())), None) is None
+    with pytest.raises(ValueError):
+        reference_from_volumes([])
 
 
 def test_entropy_and_precision_rules():

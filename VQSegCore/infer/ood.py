@@ -1,15 +1,20 @@
-"""Out-of-distribution score from the codebook: how far a volume's tokens lie from their codes.
+"""Out-of-distribution score from the codebook: does this volume use the codes the training volumes used?
 
-A model trained on chest CT has codes that fit chest-CT tokens; an MR image, a head scan or a
-wrongly windowed image produces tokens far from every code. The score is the volume's mean squared
-quantization distance (token to nearest code), compared with the same statistic over the training
-volumes, stored in the model card as `ood_reference` when training ends:
+A model trained on chest CT maps chest-CT tokens onto a typical set of codes; an MR image, a head
+scan or a wrongly scaled image lands on other codes in other proportions. The score is the
+Jensen-Shannon divergence (nats, 0..ln 2) between the volume's code histogram and the training
+volumes' pooled histogram, stored in the model card as `ood_reference` when training ends.
 
-    reference = reference_from_distances([0.021, 0.019, ...])   # one mean per training volume
-    score = ood_score(0.08, reference)  # OodScore(distance=0.08, ratio=3.9, ..., warning="...")
+A histogram of few tokens differs from any reference by chance alone, so the divergence is compared
+with what a sample of the same size drawn from the training histogram gives (`expected`, from
+seeded multinomial draws): the score is the excess over that. The warning threshold is the larger
+of 1.5x the largest excess of a training volume and their mean + 4 standard deviations.
+(The mean token-to-code distance is reported too; on ACDC it did not separate other modalities —
+benchmarks/results/inference_quality.md — so it is not what the warning uses.)
 
-`ratio` is the distance over the training median; the warning threshold is the larger of 1.5x the
-largest training value and the training mean + 4 standard deviations.
+    stats = CodeStatistics.empty(1024); stats.add(indices, distances)   # per forward pass
+    reference = reference_from_volumes([stats_1, stats_2, ...])         # training volumes
+    score = ood_score(stats, reference)                                  # OodScore(..., warning=...)
 """
 
 from __future__ import annotations
@@ -18,44 +23,102 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-METRIC = "mean_quantization_distance"
+METRIC = "code_histogram_js"
 MAX_FACTOR = 1.5
 STD_FACTOR = 4.0
+NULL_DRAWS = 16
+
+
+@dataclass
+class CodeStatistics:
+    """Code-usage counts and quantization distances of one volume's tokens."""
+
+    counts: np.ndarray  # [K] int64
+    distance_sum: float = 0.0
+
+    @classmethod
+    def empty(cls, codebook_size: int) -> "CodeStatistics":
+        return cls(np.zeros(codebook_size, dtype=np.int64))
+
+    @property
+    def tokens(self) -> int:
+        return int(self.counts.sum())
+
+    @property
+    def mean_distance(self) -> float:
+        return self.distance_sum / max(self.tokens, 1)
+
+    def add(self, indices, distances) -> None:
+        """Accumulate a batch: `indices` and `distances` are torch tensors of one shape."""
+        import torch
+
+        self.counts += torch.bincount(indices.flatten().long(), minlength=self.counts.size).cpu().numpy()[: self.counts.size]
+        self.distance_sum += float(distances.float().sum())
+
+    def merge(self, other: "CodeStatistics") -> None:
+        self.counts += other.counts
+        self.distance_sum += other.distance_sum
 
 
 @dataclass(frozen=True)
 class OodScore:
-    distance: float  # this volume's mean token-to-code squared distance
-    ratio: float  # distance / training median (about 1 for a typical training volume)
-    threshold: float  # distances above this draw the warning
+    divergence: float  # JS divergence of the volume's code histogram from the training histogram
+    expected: float  # what a same-sized sample of the training histogram gives
+    excess: float  # divergence - expected: the score
+    threshold: float  # excess above this draws the warning
+    ratio: float  # excess / threshold (1 = at the threshold)
+    mean_distance: float  # mean token-to-code squared distance (information only)
+    tokens: int
     warning: str | None
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def reference_from_distances(distances) -> dict:
-    values = np.asarray([float(d) for d in distances], dtype=float)
-    if values.size == 0 or not np.all(np.isfinite(values)):
-        raise ValueError("the OOD reference needs at least one finite distance")
-    mean, std = float(values.mean()), float(values.std())
+def js_divergence(counts: np.ndarray, reference: np.ndarray) -> float:
+    p = counts / max(counts.sum(), 1)
+    q = reference / reference.sum()
+    m = 0.5 * (p + q)
+    def kl(a):  # terms with a = 0 contribute 0; m > 0 wherever a > 0
+        nonzero = a > 0
+        return float((a[nonzero] * np.log(a[nonzero] / m[nonzero])).sum())
+    return 0.5 * kl(p) + 0.5 * kl(q)
+
+
+def expected_divergence(reference: np.ndarray, tokens: int, seed: int = 0) -> float:
+    """Mean JS divergence of `tokens`-sized multinomial samples of the reference histogram from it."""
+    q = reference / reference.sum()
+    rng = np.random.default_rng(seed + tokens)
+    return float(np.mean([js_divergence(rng.multinomial(tokens, q), reference) for _ in range(NULL_DRAWS)]))
+
+
+def reference_from_volumes(volumes: list[CodeStatistics]) -> dict:
+    if not volumes or any(v.tokens == 0 for v in volumes):
+        raise ValueError("the OOD reference needs at least one volume with tokens")
+    pooled = np.sum([v.counts for v in volumes], axis=0).astype(np.float64)
+    excess = np.array([js_divergence(v.counts, pooled) - expected_divergence(pooled, v.tokens) for v in volumes])
+    distances = np.array([v.mean_distance for v in volumes])
     return {
-        "metric": METRIC, "volumes": int(values.size), "mean": mean, "std": std, "median": float(np.median(values)),
-        "min": float(values.min()), "max": float(values.max()),
-        "threshold": max(MAX_FACTOR * float(values.max()), mean + STD_FACTOR * std),
+        "metric": METRIC, "volumes": len(volumes), "histogram": [int(c) for c in pooled],
+        "excess_mean": float(excess.mean()), "excess_std": float(excess.std()), "excess_max": float(excess.max()),
+        "threshold": float(max(MAX_FACTOR * excess.max(), excess.mean() + STD_FACTOR * excess.std(), 1e-3)),
+        "mean_distance_median": float(np.median(distances)),
     }
 
 
-def ood_score(distance: float, reference: dict | None) -> OodScore | None:
-    """None when the model card holds no reference (a model saved before training finished)."""
-    if not reference or reference.get("metric") != METRIC:
+def ood_score(stats: CodeStatistics, reference: dict | None) -> OodScore | None:
+    """None when the model card holds no (current) reference."""
+    if not reference or reference.get("metric") != METRIC or stats.tokens == 0:
         return None
-    median = float(reference["median"]) or 1e-12
+    pooled = np.asarray(reference["histogram"], dtype=np.float64)
+    if pooled.size != stats.counts.size:
+        return None
+    divergence = js_divergence(stats.counts, pooled)
+    expected = expected_divergence(pooled, stats.tokens)
+    excess = divergence - expected
     threshold = float(reference["threshold"])
-    ratio = float(distance) / median
     warning = None
-    if distance > threshold:
-        warning = (f"this image looks unlike the model's training data (codebook distance {ratio:.1f}x the training median, "
-                   f"threshold {threshold / median:.1f}x): check the modality, body region and intensities; "
-                   "treat the segmentation with caution")
-    return OodScore(float(distance), ratio, threshold, warning)
+    if excess > threshold:
+        warning = (f"this image looks unlike the model's training data (codebook usage {excess / threshold:.1f}x the "
+                   "warning threshold): check the modality, body region and intensities; treat the segmentation with caution")
+    return OodScore(divergence, expected, excess, threshold, excess / threshold, stats.mean_distance, stats.tokens, warning)

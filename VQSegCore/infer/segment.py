@@ -25,7 +25,7 @@ import torch
 from VQSegCore.errors import InputError
 from VQSegCore.infer.body import crop_box, lung_plane_boxes
 from VQSegCore.infer.engine import SliceEngine
-from VQSegCore.infer.ood import OodScore, ood_score
+from VQSegCore.infer.ood import CodeStatistics, OodScore, ood_score
 from VQSegCore.infer.postprocess import remove_small_components
 from VQSegCore.infer.roi import IndexBox, RoiRequest
 from VQSegCore.preprocess import AXIS_TOLERANCE, intensity_transform, probabilities_to_label, scalar_to_original, to_model_grid
@@ -64,6 +64,7 @@ class SegmentResult:
     precision: str
     device: str
     slices_per_s: float
+    codes: CodeStatistics | None = None  # code usage of the processed tokens (the OOD score's input)
     notes: list[str] = field(default_factory=list)
 
     def report(self) -> dict:
@@ -119,7 +120,7 @@ def segment_volume(model, card: dict, image: sitk.Image, request: SegmentRequest
     region_uncertainty = np.zeros(region_labels.shape, dtype=np.float32) if request.uncertainty else None
     region_probabilities = np.zeros((config.num_classes - 1, *region_labels.shape), dtype=np.float32) if request.probabilities else None
     context = config.preprocessing.context_slices
-    distance_sum, tokens, slices_done = 0.0, 0, 0
+    codes, slices_done = CodeStatistics.empty(model.quantizer.codebook_size), 0
     total_slices = region.size[2]
     for slab_index, (keep_start, keep_stop) in enumerate(slab_ranges):
         read_start, read_stop = max(0, keep_start - context), min(sub.GetSize()[2], keep_stop + context)
@@ -138,8 +139,7 @@ def segment_volume(model, card: dict, image: sitk.Image, request: SegmentRequest
         out = engine.run(grid.array, background=grid.background_value, uncertainty=request.uncertainty, cancel=cancel,
                          progress=(lambda d, t: progress("segment", min(total_slices, done_before + d), total_slices)) if progress else None)
         watch.add("infer", started)
-        distance_sum += out.distance_sum
-        tokens += out.tokens
+        codes.merge(out.codes)
 
         started = time.perf_counter()
         keep = slice(keep_start - read_start, keep_stop - read_start)
@@ -173,7 +173,7 @@ def segment_volume(model, card: dict, image: sitk.Image, request: SegmentRequest
     counts = np.bincount(region_labels.ravel(), minlength=max(label_values) + 1)
     classes = [{"id": c.id, "name": c.name, "value": c.value, "voxels": int(counts[c.value]),
                 "ml": round(float(counts[c.value]) * voxel_ml, 3)} for c in config.classes.classes]
-    ood = ood_score(distance_sum / max(tokens, 1), card.get("ood_reference"))
+    ood = ood_score(codes, card.get("ood_reference"))
     if ood is None:
         notes.append("the model card holds no OOD reference: no out-of-distribution check")
     elif ood.warning:
@@ -182,7 +182,8 @@ def segment_volume(model, card: dict, image: sitk.Image, request: SegmentRequest
     return SegmentResult(
         labels=labels_image, probabilities=probabilities_image, uncertainty=uncertainty_image, region=region,
         region_source=source, ood=ood, classes=classes, timings_s={k: round(v, 3) for k, v in watch.totals.items()},
-        precision=engine.precision_name, device=str(device), slices_per_s=total_slices / infer_s if infer_s else 0.0, notes=notes,
+        precision=engine.precision_name, device=str(device), slices_per_s=total_slices / infer_s if infer_s else 0.0, codes=codes,
+        notes=notes,
     )
 
 

@@ -384,22 +384,38 @@ OOD_REFERENCE_SLICES = 16
 
 @torch.no_grad()
 def ood_reference(model, cases: list[PreparedCase], config: VQSegConfig, device: torch.device) -> dict:
-    """Per-volume mean codebook distance over (up to 24) training volumes: the card's OOD reference."""
+    """Code usage of (up to 24) training volumes: the card's OOD reference (VQSegCore.infer.ood).
+
+    CT volumes are cut to the body's in-plane box first, as inference crops to the lungs or body:
+    the reference must count the tokens inference will see, not the air around the patient.
+    """
     from VQSegCore.infer.engine import SliceEngine
-    from VQSegCore.infer.ood import reference_from_distances
+    from VQSegCore.infer.ood import reference_from_volumes
 
     engine = SliceEngine(model, device, precision="fp32", channels_last=False)
     step = max(1, len(cases) // OOD_REFERENCE_CASES)
-    distances = []
+    context = config.preprocessing.context_slices
+    volumes = []
     for case in cases[::step][:OOD_REFERENCE_CASES]:
         depth = case.image.shape[0]
         chosen = np.unique(np.linspace(0, depth - 1, min(depth, OOD_REFERENCE_SLICES)).round().astype(int))
         volume = np.asarray(case.image, dtype=np.float32)
-        context = config.preprocessing.context_slices
-        # the chosen slices with their 2.5D neighbours, as the engine reads them
-        out = engine.run(np.stack([volume[k] for k in chosen]) if context == 0 else volume, background=case.background)
-        distances.append(out.mean_distance)
-    return reference_from_distances(distances)
+        if context == 0:  # the chosen slices; 2.5D needs the neighbours, so all slices
+            volume = volume[chosen]
+        if config.preprocessing.modality == "ct":
+            volume = volume[(slice(None), *_body_plane(volume, config))]
+        volumes.append(engine.run(np.ascontiguousarray(volume), background=case.background).codes)
+    return reference_from_volumes(volumes)
+
+
+def _body_plane(volume: np.ndarray, config: VQSegConfig) -> tuple[slice, slice]:
+    """In-plane box of voxels above -500 HU (normalised), over all slices; the whole plane if none."""
+    low, high = config.preprocessing.hu_window
+    body = (volume > (-500.0 - low) / (high - low)).any(axis=0)
+    if not body.any():
+        return slice(None), slice(None)
+    rows, cols = np.flatnonzero(body.any(axis=1)), np.flatnonzero(body.any(axis=0))
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
 
 
 def _load_weights(folder: Path, config: VQSegConfig, device: torch.device):
