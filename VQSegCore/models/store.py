@@ -32,7 +32,7 @@ from pathlib import Path
 from VQSegCore.atomic import write_json_atomic, write_text_atomic
 from VQSegCore.errors import InputError
 from VQSegCore.model.persistence import CARD_FILE, WEIGHTS_FILE, read_card, save_model
-from VQSegCore.models.locate import ACTIVE_FILE, shipped_models_dir
+from VQSegCore.models.locate import ACTIVE_FILE, SHIPPED, shipped_models_dir
 from VQSegCore.paths import models_dir
 
 STORE_FILE = "store.json"
@@ -42,7 +42,6 @@ LOCK_TIMEOUT_S = 30.0
 ARCHIVE_MEMBERS = (CARD_FILE, WEIGHTS_FILE, STORE_FILE)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _VERSION = re.compile(r"^v(\d{4,})$")
-SHIPPED = "shipped"
 
 
 @dataclass(frozen=True)
@@ -136,9 +135,10 @@ class ModelStore:
         path = self.path(name, version)
         if version == SHIPPED:
             raise InputError("shipped models are read-only", "fine-tune into the store instead")
-        record = _read_json(path / STORE_FILE, {})
-        record.update(status=status, reason=reason, updated=_now())
-        write_json_atomic(path / STORE_FILE, record)
+        with self._locked(name):
+            record = _read_json(path / STORE_FILE, {})
+            record.update(status=status, reason=reason, updated=_now())
+            write_json_atomic(path / STORE_FILE, record)
 
     def activate(self, name: str, version: str, reason: str = "activate") -> None:
         self.path(name, version)  # exists?
@@ -148,15 +148,20 @@ class ModelStore:
             _append_line(folder / LOG_FILE, {"time": _now(), "active": version, "previous": previous, "reason": reason})
 
     def rollback(self, name: str) -> str:
-        """Re-activate the version that was active before the current one."""
+        """Re-activate the version that was active before the current one (repeated rollbacks go further back)."""
         with self._locked(name) as folder:
             current = self._active_pointer(folder)
-            history = [json.loads(line) for line in _read_lines(folder / LOG_FILE)]
-            target = None
-            for entry in reversed(history):
-                if entry.get("active") == current and entry.get("previous") and entry["previous"] != current:
-                    target = entry["previous"]
-                    break
+            # Replay the log as a stack: an activation pushes, a rollback pops.
+            stack: list[str] = []
+            for entry in (json.loads(line) for line in _read_lines(folder / LOG_FILE)):
+                if entry.get("reason") == "rollback":
+                    if stack:
+                        stack.pop()
+                    continue
+                if not stack and entry.get("previous"):
+                    stack.append(entry["previous"])
+                stack.append(entry["active"])
+            target = stack[-2] if len(stack) >= 2 and stack[-1] == current else None
             if target is None:
                 raise InputError(f"model {name} has no earlier active version to roll back to", "activate a version by name instead")
             if target != SHIPPED and not (folder / target / CARD_FILE).is_file():
@@ -195,9 +200,12 @@ class ModelStore:
             raise InputError(f"{archive} is not a model archive: {problem}", "give a file written by vqseg models export") from problem
         if CARD_FILE not in files or WEIGHTS_FILE not in files:
             raise InputError(f"{archive} lacks card.json or weights.safetensors", "give a file written by vqseg models export")
-        card = json.loads(files[CARD_FILE])
+        try:
+            card = json.loads(files[CARD_FILE].decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as problem:
+            raise InputError(f"{archive}: card.json is not valid JSON: {problem}", "the archive is damaged; export it again") from problem
         digest = hashlib.sha256(files[WEIGHTS_FILE]).hexdigest()
-        if digest != card.get("weights_sha256"):
+        if not isinstance(card, dict) or digest != card.get("weights_sha256"):
             raise InputError(f"{archive}: the weights do not match their card", "the archive is damaged; export it again")
         with self._locked(name) as folder:
             version = self._next_version(folder)

@@ -90,6 +90,8 @@ class Distributed:
         if not self.enabled:
             return
         parameters = [p for p in module.parameters() if p.requires_grad]
+        had = torch.tensor([p.grad is not None for p in parameters], dtype=torch.float32, device=parameters[0].device)
+        dist.all_reduce(had, op=dist.ReduceOp.MAX)
         for p in parameters:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
@@ -99,12 +101,15 @@ class Distributed:
         flat /= self.world_size
         for grad, synced in zip(grads, _unflatten_dense_tensors(flat, grads)):
             grad.copy_(synced)
+        for p, used in zip(parameters, had.tolist()):
+            if not used:  # no rank used it: no gradient, as in a single process (no decay, no momentum step)
+                p.grad = None
 
     def average_buffers(self, module: nn.Module) -> None:
-        """Average floating-point buffers (e.g. BatchNorm running statistics) over ranks."""
+        """Average BatchNorm running statistics over ranks (constant buffers such as the frozen codebook stay as they are)."""
         if not self.enabled:
             return
-        buffers = [b for b in module.buffers() if b.is_floating_point()]
+        buffers = [b for name, b in module.named_buffers() if b.is_floating_point() and "running_" in name.rsplit(".", 1)[-1]]
         if not buffers:
             return
         flat = _flatten_dense_tensors(buffers)
@@ -112,6 +117,18 @@ class Distributed:
         flat /= self.world_size
         for buffer, synced in zip(buffers, _unflatten_dense_tensors(flat, buffers)):
             buffer.copy_(synced)
+
+    def agree(self, done: bool, cancel: bool, elapsed_s: float, device: torch.device) -> tuple[bool, bool, float]:
+        """(stop, cancel, elapsed) with every rank's flags or-ed and the largest elapsed time.
+
+        One value for all: a rank-local clock would give each rank its own learning rate under
+        --minutes, and a rank-local cancel would leave the others waiting in a collective.
+        """
+        if not self.enabled:
+            return done, cancel, elapsed_s
+        values = torch.tensor([float(done), float(cancel), float(elapsed_s)], dtype=torch.float64, device=device)
+        dist.all_reduce(values, op=dist.ReduceOp.MAX)
+        return bool(values[0].item()), bool(values[1].item()), float(values[2].item())
 
     def any(self, flag: bool, device: torch.device) -> bool:
         """True on every rank when `flag` is true on at least one (stop and cancel decisions)."""
