@@ -47,7 +47,7 @@ from VQSegCore.dataset_spec import DatasetSpec  # noqa: E402
 from VQSegCore.metrics import image_metrics  # noqa: E402
 from VQSegCore.model import VQSegConfig, build_model, load_model  # noqa: E402
 from VQSegCore.model.config import PreprocessingConfig  # noqa: E402
-from VQSegCore.predict import segment_image  # noqa: E402
+from VQSegCore.infer import SegmentRequest, segment_volume  # noqa: E402
 from VQSegCore.train import SemiSupervisedStep, make_teacher, train  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "acdc"
@@ -90,13 +90,12 @@ def model_config(protocol: dict, mode: str) -> VQSegConfig:
 
 
 def evaluate_model(model_dir: Path, data: Path, volumes: list[str], device: str) -> dict:
-    model, _card = load_model(model_dir)
-    model = model.to(device)
+    model, card = load_model(model_dir)
     per_volume = {}
     for volume in volumes:
         image = sitk.ReadImage(str(data / "imagesVal" / f"{volume}.nii.gz"))
         label = sitk.ReadImage(str(data / "labelsVal" / f"{volume}.nii.gz"))
-        prediction = segment_image(model, image, device)
+        prediction = segment_volume(model, card, image, SegmentRequest(device=device, crop="none")).labels
         scores = image_metrics(prediction, sitk.Cast(label, sitk.sitkUInt8), ACDC_CLASSES)
         per_volume[volume] = {name: {"dice": m.dice, "hd95": m.hd95_mm, "status": m.status} for name, m in scores.items()}
     dice = [float(np.mean([c["dice"] for c in v.values()])) for v in per_volume.values()]

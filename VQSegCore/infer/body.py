@@ -29,11 +29,15 @@ SHRUNK_SPACING_MM = 3.0
 MIN_BODY_FRACTION = 0.01
 
 
-def crop_box(image: sitk.Image, mode: str = "auto") -> tuple[IndexBox, str]:
+_NOT_COMPUTED = object()
+
+
+def crop_box(image: sitk.Image, mode: str = "auto", lungs=_NOT_COMPUTED) -> tuple[IndexBox, str]:
+    """`lungs`: the result of `lung_mask(image)` when the caller has it already."""
     if mode not in CROP_MODES:
         raise ValueError(f"crop mode must be one of {CROP_MODES}, got {mode!r}")
     if mode in ("auto", "lungs"):
-        box = lung_box(image)
+        box = lung_box(image, lungs=lungs)
         if box is not None:
             return box, "lungs"
     if mode in ("auto", "lungs", "body"):
@@ -56,8 +60,8 @@ def body_box(image: sitk.Image, threshold_hu: float = BODY_THRESHOLD_HU, margin_
     return _grown_box(mask, factors, image, (margin_mm,) * 3)
 
 
-def lung_box(image: sitk.Image, margin_mm=LUNG_MARGIN_MM) -> IndexBox | None:
-    found = lung_mask(image)
+def lung_box(image: sitk.Image, margin_mm=LUNG_MARGIN_MM, lungs=_NOT_COMPUTED) -> IndexBox | None:
+    found = lung_mask(image) if lungs is _NOT_COMPUTED else lungs
     return None if found is None else _grown_box(found[0], found[1], image, margin_mm)
 
 
@@ -85,13 +89,13 @@ def lung_mask(image: sitk.Image, threshold_hu: float = LUNG_THRESHOLD_HU) -> tup
 
 
 def lung_plane_boxes(image: sitk.Image, region: IndexBox, slab_ranges: list[tuple[int, int]],
-                     margin_mm=LUNG_MARGIN_MM) -> list[IndexBox] | None:
+                     margin_mm=LUNG_MARGIN_MM, lungs=_NOT_COMPUTED) -> list[IndexBox] | None:
     """Per slab (k ranges relative to `region`), the in-plane box of the lungs in and near it, inside `region`.
 
     Lungs narrow towards apex and base; a slab there needs a smaller field than the widest slice.
     Returns boxes relative to `region` (i, j limited; k = the slab), or None without lungs.
     """
-    found = lung_mask(image)
+    found = lung_mask(image) if lungs is _NOT_COMPUTED else lungs
     if found is None:
         return None
     mask, factors = found

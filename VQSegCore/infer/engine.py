@@ -5,9 +5,9 @@
     out.codes                                            # code usage, for the OOD score
 
 Speed: `torch.inference_mode` (no autograd records), channels-last tensors and weights (oneDNN's
-fast convolution layout: 0.075 against 0.10-0.14 s per 208x320 slice on a 2-core EPYC), a few
-slices per forward pass (2 on CPU: larger batches fall out of cache and were slower), and reduced
-precision where the hardware does it natively: bf16 autocast on CUDA devices that support it (else fp16) and on CPUs
+fast convolution layout on CPU), a few slices per forward pass (the caller picks: 2 on CPU, where
+larger batches fall out of cache, more on GPU), and reduced precision where the hardware does it
+natively: bf16 autocast on CUDA devices that support it (else fp16) and on CPUs
 with native bf16 (AVX512-BF16 / AMX); fp32 elsewhere, because emulated bf16 is slower than fp32.
 Uncertainty "samples" adds passes: a left-right flip and QPM-perturbed passes (the method's own
 perturbation), averaged with the plain pass.

@@ -23,7 +23,7 @@ import SimpleITK as sitk
 import torch
 
 from VQSegCore.errors import InputError
-from VQSegCore.infer.body import crop_box, lung_plane_boxes
+from VQSegCore.infer.body import crop_box, lung_mask, lung_plane_boxes
 from VQSegCore.infer.engine import SliceEngine
 from VQSegCore.infer.ood import CodeStatistics, OodScore, ood_score
 from VQSegCore.infer.postprocess import remove_small_components
@@ -101,11 +101,13 @@ def segment_volume(model, card: dict, image: sitk.Image, request: SegmentRequest
     device = resolve_device(request.device)
 
     started = time.perf_counter()
-    region, source = _region(image, request, config.preprocessing.modality)
+    wants_lungs = request.roi is None and config.preprocessing.modality == "ct" and request.crop in ("auto", "lungs")
+    lungs = lung_mask(image) if wants_lungs else None  # found once, used for the box and the slab fields
+    region, source = _region(image, request, config.preprocessing.modality, lungs)
     slab_ranges = _slabs(image, region, request.slab_slices)
     _check_memory(image, region, slab_ranges, config.num_classes, request)
     # Lungs narrow towards apex and base: each slab gets the in-plane box of the lungs near it.
-    plane_boxes = lung_plane_boxes(image, region, slab_ranges) if source == "lungs" and len(slab_ranges) > 1 else None
+    plane_boxes = lung_plane_boxes(image, region, slab_ranges, lungs=lungs) if source == "lungs" and len(slab_ranges) > 1 else None
     watch.add("crop", started)
 
     try:
@@ -199,11 +201,11 @@ def check_model_fits(config, image: sitk.Image) -> None:
         raise InputError("the model's output channels do not match its class table", "the model card is inconsistent; use another model")
 
 
-def _region(image: sitk.Image, request: SegmentRequest, modality: str) -> tuple[IndexBox, str]:
+def _region(image: sitk.Image, request: SegmentRequest, modality: str, lungs) -> tuple[IndexBox, str]:
     if request.roi is not None:
         return IndexBox.from_request(image, request.roi), "roi"
     if modality == "ct" and request.crop != "none":
-        return crop_box(image, request.crop)
+        return crop_box(image, request.crop, lungs=lungs) if request.crop in ("auto", "lungs") else crop_box(image, request.crop)
     return IndexBox.whole(image), "whole image"
 
 

@@ -54,14 +54,6 @@ class _NoCancel:
     def check(self) -> None: pass
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda was asked for, but no CUDA device is available", "use --device cpu or auto")
-    return torch.device(device)
-
-
 def poly_lr(base: float, progress: float) -> float:
     return base * max(0.0, 1.0 - progress) ** POLY_POWER
 
