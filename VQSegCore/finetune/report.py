@@ -95,11 +95,14 @@ def _overlays_png(path: Path, overlays: list[dict]) -> Path:
 
 
 def _smooth(values: list[float], window: int = 20) -> np.ndarray:
+    """Trailing mean over up to `window` points (no zero padding, so the ends do not dip)."""
     array = np.asarray(values, dtype=float)
-    if array.size < window:
-        return array
-    kernel = np.ones(window) / window
-    return np.convolve(np.nan_to_num(array), kernel, mode="same")
+    sums = np.cumsum(np.r_[0.0, np.nan_to_num(array)])
+    counts = np.cumsum(np.r_[0, ~np.isnan(array)])
+    ends = np.arange(1, array.size + 1)
+    starts = np.maximum(0, ends - window)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (sums[ends] - sums[starts]) / (counts[ends] - counts[starts])
 
 
 def _save(figure, path: Path) -> Path:

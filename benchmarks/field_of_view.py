@@ -1,0 +1,68 @@
+"""Does inference depend on the field of view? Whole slices against sliding windows of the training crop size.
+
+The default U-Net normalises with GroupNorm, whose statistics come from the whole input: a model
+trained on small crops may segment differently when it sees a whole slice. This runs a trained
+model on ACDC validation volumes both ways (same preprocessing, same resampling back) and reports
+the mean Dice of RV / Myo / LV.
+
+    .venv/bin/python benchmarks/field_of_view.py --model-dir /tmp/models/acdc3_qpm --window 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import SimpleITK as sitk  # noqa: E402
+import torch  # noqa: E402
+from monai.inferers import sliding_window_inference  # noqa: E402
+
+from benchmarks.acdc import DEFAULT_DATA  # noqa: E402
+from benchmarks.report import write_report  # noqa: E402
+from VQSegCore.metrics import dice_score  # noqa: E402
+from VQSegCore.model import load_model  # noqa: E402
+from VQSegCore.preprocess import crop_from_padding, pad_to_multiple, probabilities_to_label, to_model_grid  # noqa: E402
+
+
+@torch.inference_mode()
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model-dir", type=Path, required=True)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--volumes", type=int, default=10)
+    parser.add_argument("--window", type=int, default=64, help="the training crop size")
+    args = parser.parse_args()
+    model, card = load_model(args.model_dir)
+    config = model.config
+    values = (0, *config.classes.values)
+    splits = json.loads((args.data / "splits.json").read_text())
+    scores: dict[str, list[float]] = {"whole slice": [], f"sliding window {args.window}x{args.window}": []}
+    for volume in splits["val_volumes"][: args.volumes]:
+        image = sitk.ReadImage(str(args.data / "imagesVal" / f"{volume}.nii.gz"))
+        truth = sitk.GetArrayFromImage(sitk.ReadImage(str(args.data / "labelsVal" / f"{volume}.nii.gz")))
+        grid = to_model_grid(image, config.preprocessing)
+        padded, padding = pad_to_multiple(grid.array[:, None], config.size_multiple, grid.background_value)
+        x = torch.from_numpy(np.ascontiguousarray(padded))
+        whole = model(x, reconstruct=False).logits
+        window = sliding_window_inference(x, (args.window, args.window), 8, lambda t: model(t, reconstruct=False).logits,
+                                          overlap=0.5, mode="gaussian")
+        for name, logits in zip(scores, (whole, window)):
+            probabilities = crop_from_padding(torch.softmax(logits, 1).numpy(), padding).transpose(1, 0, 2, 3)
+            labels = sitk.GetArrayFromImage(probabilities_to_label(np.ascontiguousarray(probabilities), grid, labels=values,
+                                                                   sums_to_one=True))
+            scores[name].append(float(np.mean([dice_score(labels == v, truth == v) for v in config.classes.values])))
+    rows = [{"inference": name, "volumes": len(s), "mean Dice": round(float(np.mean(s)), 4)} for name, s in scores.items()]
+    write_report("field_of_view", rows, {"command": "python benchmarks/field_of_view.py " + " ".join(sys.argv[1:]),
+                                          "model": str(args.model_dir), "norm": config.unet_norm, "per_volume": scores})
+    for row in rows:
+        print(row)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
