@@ -70,7 +70,7 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         yield temp
         _fsync_file(temp)
         os.replace(temp, target)
-        _fsync_folder(target.parent)
+        fsync_path(target.parent)
     except OSError as error:
         _remove_quietly(temp)
         raise output_error(target, error) from error
@@ -116,10 +116,10 @@ def _fsync_file(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
-def _fsync_folder(folder: Path) -> None:
-    # Makes the rename itself durable; not every platform allows opening a folder.
+def fsync_path(path: Path) -> None:
+    """fsync a file or a folder: a folder's fsync makes a rename in it durable (where the platform allows opening folders)."""
     with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from VQSegCore.atomic import write_json_atomic, write_text_atomic
+from VQSegCore.atomic import fsync_path, write_json_atomic, write_text_atomic
 from VQSegCore.errors import InputError
 from VQSegCore.model.persistence import CARD_FILE, WEIGHTS_FILE, read_card, save_model
 from VQSegCore.models.locate import ACTIVE_FILE, SHIPPED, shipped_models_dir
@@ -128,7 +128,7 @@ class ModelStore:
             save_model(model, building, training=training, metrics=metrics, parent=parent, ood_reference=ood_reference)
             write_json_atomic(building / STORE_FILE, {"status": status, "reason": reason, "created": _now()})
             os.rename(building, folder / version)
-            _fsync_dir(folder)
+            fsync_path(folder)
         return version
 
     def set_status(self, name: str, version: str, status: str, reason: str | None = None) -> None:
@@ -216,7 +216,7 @@ class ModelStore:
             write_json_atomic(building / STORE_FILE, {"status": "candidate", "reason": f"imported from {archive.name}", "created": _now()})
             read_card(building)
             os.rename(building, folder / version)
-            _fsync_dir(folder)
+            fsync_path(folder)
         return version
 
     # ---- helpers -------------------------------------------------------------------------------
@@ -298,11 +298,3 @@ def _append_line(path: Path, record: dict) -> None:
         handle.write(json.dumps(record) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
-
-
-def _fsync_dir(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

@@ -15,15 +15,7 @@ import os
 import shutil
 from pathlib import Path
 
-
-def fsync_path(path: Path) -> None:
-    """fsync a file or a folder (a folder's fsync makes the names in it durable)."""
-    with contextlib.suppress(OSError):  # not every platform lets one open a folder
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+from VQSegCore.atomic import fsync_path
 
 
 def fsync_folder_tree(folder: Path) -> None:
