@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import locale
 import math
 import os
 import subprocess
@@ -46,6 +47,14 @@ def make_image(geometry: dict, size=(11, 9, 7), dtype=np.int16, seed: int = 0) -
     image.SetOrigin(geometry["origin"])
     image.SetDirection(tuple(np.asarray(geometry["direction"], dtype=float).ravel()))
     return image
+
+
+@pytest.fixture(autouse=True)
+def _locale_kept():
+    """GDCM (DICOM I/O) switches the process to the C locale; give every test the locale it started with."""
+    saved = locale.setlocale(locale.LC_ALL)
+    yield
+    locale.setlocale(locale.LC_ALL, saved)
 
 
 def write_dicom_series(image: sitk.Image, folder: Path, series_uid: str, description: str = "CT") -> list[Path]:

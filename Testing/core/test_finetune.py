@@ -73,7 +73,7 @@ def test_finetune_writes_a_gated_version_with_its_report(tmp_path, phantoms):
     assert set(info.metrics["held_out_cases"]) == set(info.metrics["parent_held_out_cases"]) and len(info.metrics["held_out_cases"]) == 1
     for name in ("report.md", "curves.png", "overlays.png"):
         assert (info.path / name).stat().st_size > 0
-    assert "promoted" in (info.path / "report.md").read_text()
+    assert "promoted" in (info.path / "report.md").read_text(encoding="utf-8")
     card = json.loads((info.path / "card.json").read_text())
     assert card["training"]["labelled_cases"] == 2 and card["training"]["unlabelled_cases"] == 2
     splits = {case["id"]: case["split"] for case in json.loads((Path(result["run"]) / "spec.json").read_text())["cases"]}
