@@ -30,7 +30,7 @@ def model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def suspicious_model_dir(tmp_path_factory) -> Path:
-    """A model whose training volumes had tiny codebook distances: every real input looks out of distribution."""
+    """A model whose reference says training used one code only: every real input looks out of distribution."""
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("model") / "ood"
     save_model(build_model(CONFIG), folder, ood_reference=_reference(build_model(CONFIG), typical=False))

@@ -37,7 +37,7 @@ def save_model(
 ) -> Path:
     """Write `folder`/weights.safetensors and `folder`/card.json; return the folder.
 
-    `ood_reference`: the training volumes' codebook-distance statistics (VQSegCore.infer.ood).
+    `ood_reference`: the training volumes' code-usage statistics (VQSegCore.infer.ood).
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

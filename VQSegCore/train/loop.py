@@ -298,11 +298,11 @@ def _train(spec, config: VQSegConfig, out_dir: Path, dev: torch.device, ranks: D
     if ranks.is_main:
         reference = ood_reference(teacher, unlabelled or labelled, config, dev)
         save_model(teacher, out_dir / "last", training=training_info(), metrics=last_metrics, ood_reference=reference)
-        if not spec.labelled("val"):
+        if not val_cases:
             reporter.log("no labelled val case: best/ is the last teacher (no validation)", "warning")
             save_model(teacher, out_dir / "best", training=training_info(), metrics=last_metrics, ood_reference=reference)
         else:
-            _add_ood_reference(out_dir / "best", ood_reference(_load_weights(out_dir / "best", config, dev), unlabelled or labelled, config, dev))
+            _add_ood_reference(out_dir / "best", ood_reference(_load_weights(out_dir / "best", dev), unlabelled or labelled, config, dev))
     checkpoint()
     ranks.barrier()  # the others return only once rank 0's files are complete
     return {
@@ -409,15 +409,18 @@ def ood_reference(model, cases: list[PreparedCase], config: VQSegConfig, device:
 
 def _body_plane(volume: np.ndarray, config: VQSegConfig) -> tuple[slice, slice]:
     """In-plane box of voxels above -500 HU (normalised), over all slices; the whole plane if none."""
-    low, high = config.preprocessing.hu_window
-    body = (volume > (-500.0 - low) / (high - low)).any(axis=0)
+    from VQSegCore.infer.body import BODY_THRESHOLD_HU
+    from VQSegCore.preprocess import intensity_transform
+
+    threshold = intensity_transform(volume[:0], config.preprocessing).apply(np.array([BODY_THRESHOLD_HU]))[0]
+    body = (volume > threshold).any(axis=0)
     if not body.any():
         return slice(None), slice(None)
     rows, cols = np.flatnonzero(body.any(axis=1)), np.flatnonzero(body.any(axis=0))
     return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
 
 
-def _load_weights(folder: Path, config: VQSegConfig, device: torch.device):
+def _load_weights(folder: Path, device: torch.device):
     from VQSegCore.model import load_model
 
     model, _card = load_model(folder)
