@@ -11,7 +11,13 @@ DEMO_OUT ?= demo_out
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-fast demo clean
+SLICER_VENV ?= .venv-slicer
+SLICER_CORE_SPEC ?= slicer-core==5.12.4.0
+MRML_PYTEST_ARGS ?=
+SLICER_BIN := $(SLICER_VENV)/bin
+SLICER_STAMP := $(SLICER_VENV)/.installed
+
+.PHONY: install test test-fast test-mrml demo clean
 
 install: $(STAMP)
 
@@ -26,9 +32,21 @@ $(STAMP): pyproject.toml Makefile
 
 test: $(STAMP)
 	$(BIN)/python -m pytest Testing $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-mrml
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest Testing -m "not slow" $(PYTEST_ARGS)
+
+# The Slicer adapter (VQSegExtension/VQSegLib) against real MRML: Kitware's Qt-free slicer-core wheel.
+# It gets its own venv because it pins its own vtk. VQSegCore comes from the checkout (its pool needs
+# numpy, SimpleITK and slicerio, not torch); --confcutdir keeps Testing/conftest.py out.
+$(SLICER_STAMP): Makefile
+	$(PYTHON) -m venv $(SLICER_VENV)
+	$(SLICER_BIN)/python -m pip install --quiet "$(SLICER_CORE_SPEC)" "numpy>=1.24" "SimpleITK>=2.3" "slicerio>=1.1" "pytest>=8"
+	touch $(SLICER_STAMP)
+
+test-mrml: $(SLICER_STAMP)
+	$(SLICER_BIN)/python -m pytest Testing/mrml --confcutdir Testing/mrml $(MRML_PYTEST_ARGS)
 
 # Until a trained default model ships, the demo makes a synthetic chest CT with its true tumour
 # label and writes both (NIfTI CT, Slicer .seg.nrrd label) for a first look in Slicer.
@@ -38,4 +56,4 @@ demo: $(STAMP)
 	$(BIN)/vqseg synth $(DEMO_OUT)/chest_ct.nii.gz --label $(DEMO_OUT)/tumour_truth.seg.nrrd --seed 1
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
+	rm -rf $(VENV) $(SLICER_VENV) $(DEMO_OUT) .pytest_cache

@@ -1,0 +1,41 @@
+"""VQSeg.py and Resources/UI/VQSeg.ui agree: every widget the code uses exists, every parameter binding works."""
+
+import contract_checks as checks
+
+
+def test_every_ui_name_used_in_the_module_exists(moduleSource, uiText):
+    missing = checks.usedUiNames(moduleSource) - set(checks.uiWidgets(uiText))
+    assert not missing, f"self.ui names with no widget in VQSeg.ui: {sorted(missing)}"
+
+
+def test_a_doctored_widget_name_is_caught(moduleSource, uiText):
+    doctored = moduleSource.replace("self.ui.segmentButton", "self.ui.segmentButon", 1)
+    assert checks.usedUiNames(doctored) - set(checks.uiWidgets(uiText)) == {"segmentButon"}
+
+
+def test_parameter_bindings_name_fields_with_a_gui_connector(moduleSource, uiText):
+    bindings = checks.uiParameterBindings(uiText)
+    assert {field for _, _, field in bindings} >= {"inputVolume", "roi", "device", "segmentation", "showUncertainty",
+                                                    "poolName", "budgetMinutes"}
+    assert checks.bindingProblems(uiText, moduleSource) == []
+
+
+def test_doctored_bindings_are_caught(moduleSource, uiText):
+    unknownField = uiText.replace("<string>poolName</string>", "<string>poolNames</string>", 1)
+    assert any("poolNames" in p for p in checks.bindingProblems(unknownField, moduleSource))
+    wrongWidget = uiText.replace('class="QCheckBox" name="showUncertaintyCheckBox"', 'class="QSpinBox" name="showUncertaintyCheckBox"', 1)
+    assert any("cannot show field 'showUncertainty'" in p for p in checks.bindingProblems(wrongWidget, moduleSource))
+    noChoice = moduleSource.replace('device: Annotated[str, Choice(list(home.DEVICE_CHOICES))] = "auto"', 'device: str = "auto"', 1)
+    assert noChoice != moduleSource
+    assert any("Choice" in p for p in checks.bindingProblems(uiText, noChoice))
+    unbounded = moduleSource.replace("budgetMinutes: Annotated[int, WithinRange(1, 480)] = 10", "budgetMinutes: float = 10", 1)
+    assert unbounded != moduleSource
+    slider = uiText.replace('class="QSpinBox" name="budgetMinutesSpinBox"', 'class="ctkSliderWidget" name="budgetMinutesSpinBox"', 1)
+    assert any("bounded" in p for p in checks.bindingProblems(slider, unbounded))
+
+
+def test_node_selectors_get_the_scene(uiText):
+    widgets = checks.uiWidgets(uiText)
+    selectors = {name for name, widgetClass in widgets.items() if widgetClass.startswith("qMRML") and widgetClass != "qMRMLWidget"}
+    assert selectors and selectors <= checks.uiSceneConnections(uiText)
+    assert widgets["VQSeg"] == "qMRMLWidget"

@@ -1,0 +1,140 @@
+"""Dependency checks from metadata, and installMissing with a fake `slicer` and `PyTorchUtils`."""
+
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from VQSegLib import dependencies
+from VQSegLib.dependencies import (CORE_REQUIREMENTS, DependencyError, InstallDeclined, installMissing,
+                                   missingPackages, parseRequirement, torchStatus, versionSatisfies)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_core_requirements_are_pyproject_dependencies_without_torch():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert CORE_REQUIREMENTS == [r for r in declared if parseRequirement(r)[0] != "torch"]
+    assert dependencies.TORCH_REQUIREMENT in declared
+
+
+def test_missing_packages_absent_too_old_and_present():
+    requirements = ["pytest>=7", "PyTest>=9999", "no-such-package-vqseg>=1", "numpy", "monai[scipy]>=1.4", "no-such-package-vqseg; python_version < '3'"]
+    assert missingPackages(requirements) == ["PyTest>=9999", "no-such-package-vqseg>=1"]
+
+
+@pytest.mark.parametrize("version, spec, ok", [
+    ("2.13.0+cpu", ">=2.4", True),
+    ("2.3.1", ">=2.4", False),
+    ("1.26.4", ">=1.24,<2", True),
+    ("2.4.6", ">=1.24,<2", False),
+    ("2.0.0rc1", ">=2.0", False),
+    ("2.0.0", ">=2.0.0rc1", True),
+    ("1.0.dev3", "<1.0a1", True),
+    ("1.0.post2", ">1.0", True),
+    ("3.0.1", "==3.0.1", True),
+    ("3.0", "==3.0.0", True),
+    ("1.4.2", "~=1.4", True),
+    ("2.0", "~=1.4", False),
+    ("1.4.2", "==1.4.*", True),
+    ("1.5", "!=1.4.*", True),
+])
+def test_version_comparison(version, spec, ok):
+    assert versionSatisfies(version, parseRequirement("x" + spec)[1]) is ok
+
+
+def test_torch_status_never_imports_torch(monkeypatch):
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    state, message = torchStatus()
+    assert state == "ok" and "PyTorch" in message  # the main venv has torch
+    assert "torch" not in sys.modules
+    assert torchStatus("torch>=9999")[0] == "missing"
+    monkeypatch.setattr(dependencies.importlib.util, "find_spec", lambda name: None)
+    assert torchStatus()[0] == "missing"
+
+
+class FakeSlicer:
+    """What installMissing touches: slicer.util.pip_install and confirmOkCancelDisplay, and PyTorchUtils."""
+
+    def __init__(self, monkeypatch, modern=True, withPyTorch=True):
+        self.calls = []
+        util = types.SimpleNamespace(confirmOkCancelDisplay=lambda text: self.calls.append(("default confirm", text)) or True)
+        if modern:  # Slicer 5.12: pip_install(requirements, **kwargs)
+            util.pip_install = lambda requirements, **kwargs: self.calls.append(("pip", requirements, kwargs))
+        else:  # Slicer <= 5.11: pip_install(requirements)
+            util.pip_install = lambda requirements: self.calls.append(("pip", requirements, {}))
+        monkeypatch.setitem(sys.modules, "slicer", types.SimpleNamespace(util=util))
+        if withPyTorch:
+            calls = self.calls
+
+            class PyTorchUtilsLogic:
+                def installTorch(self, askConfirmation=False, forceComputationBackend=None,
+                                 torchVersionRequirement=None, torchvisionVersionRequirement=None):
+                    calls.append(("torch", askConfirmation, torchVersionRequirement))
+                    return types.SimpleNamespace(__version__="2.5.0")
+
+            monkeypatch.setitem(sys.modules, "PyTorchUtils", types.SimpleNamespace(PyTorchUtilsLogic=PyTorchUtilsLogic))
+        else:
+            monkeypatch.setitem(sys.modules, "PyTorchUtils", None)  # import raises ImportError
+
+
+@pytest.fixture
+def torchMissing(monkeypatch):
+    monkeypatch.setattr(dependencies, "torchStatus", lambda requirement=dependencies.TORCH_REQUIREMENT: ("missing", "PyTorch is not installed."))
+
+
+REQUIREMENTS = ["pytest>=7", "no-such-package-vqseg>=1", "numpy>=9999", "another-missing-one[extra]>=0.1"]
+
+
+def test_declined_installs_nothing(monkeypatch, torchMissing):
+    slicer = FakeSlicer(monkeypatch)
+    asked = []
+
+    def decline(text):
+        asked.append(text)
+        return False
+
+    with pytest.raises(InstallDeclined, match="not installed"):
+        installMissing(REQUIREMENTS, confirm=decline)
+    assert len(asked) == 1 and slicer.calls == []
+    assert "PyTorch" in asked[0] and "no-such-package-vqseg>=1" in asked[0]
+
+
+def test_accepted_installs_torch_first_then_pip_without_slicer_packages(monkeypatch, torchMissing):
+    slicer = FakeSlicer(monkeypatch)
+    asked = []
+    installed = installMissing(REQUIREMENTS, confirm=lambda text: asked.append(text) or True)
+    assert slicer.calls == [
+        ("torch", False, ">=2.4"),
+        ("pip", ["no-such-package-vqseg>=1", "another-missing-one[extra]>=0.1"], {"requester": "VQSeg"}),
+    ]
+    assert installed == ["torch>=2.4", "no-such-package-vqseg>=1", "another-missing-one[extra]>=0.1"]
+    assert len(asked) == 1 and "numpy>=9999" in asked[0] and "kept" in asked[0]  # shown, never reinstalled
+
+
+def test_old_slicer_pip_install_gets_no_keywords_and_torch_entry_sets_the_version(monkeypatch, torchMissing):
+    slicer = FakeSlicer(monkeypatch, modern=False)
+    installed = installMissing(["torch>=2.6", "no-such-package-vqseg"], confirm=lambda text: True)
+    assert slicer.calls == [("torch", False, ">=2.6"), ("pip", ["no-such-package-vqseg"], {})]
+    assert installed == ["torch>=2.6", "no-such-package-vqseg"]
+
+
+def test_nothing_missing_asks_nothing(monkeypatch):
+    slicer = FakeSlicer(monkeypatch)
+    assert installMissing(["pytest>=7", "numpy>=9999"], confirm=lambda text: pytest.fail("asked")) == []
+    assert slicer.calls == []
+
+
+def test_default_confirm_is_slicers_dialog(monkeypatch):
+    slicer = FakeSlicer(monkeypatch)
+    assert installMissing(["no-such-package-vqseg"]) == ["no-such-package-vqseg"]
+    assert [call[0] for call in slicer.calls] == ["default confirm", "pip"]
+
+
+def test_missing_pytorch_extension_is_a_clear_error(monkeypatch, torchMissing):
+    slicer = FakeSlicer(monkeypatch, withPyTorch=False)
+    with pytest.raises(DependencyError, match="PyTorch extension"):
+        installMissing(["no-such-package-vqseg"], confirm=lambda text: True)
+    assert [call[0] for call in slicer.calls] == []  # pip waits for torch

@@ -1,0 +1,1 @@
+"""Slicer-side helpers of the VQSeg module (no Qt at import time)."""

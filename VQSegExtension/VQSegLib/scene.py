@@ -1,0 +1,55 @@
+"""Small scene and view operations of the module: the segmentation's volume, empty segmentations,
+the uncertainty heat overlay, and handing a segmentation to the Segment Editor.
+
+Needs Slicer (imported inside the functions, so importing this file stays cheap).
+"""
+
+from typing import Dict, List
+
+HEAT_OVERLAY_OPACITY = 0.4
+
+
+def referenceVolumeOf(segmentationNode):
+    """The volume a segmentation was made on (its reference image geometry node), or None."""
+    if segmentationNode is None:
+        return None
+    return segmentationNode.GetNodeReference(segmentationNode.GetReferenceImageGeometryReferenceRole())
+
+
+def emptySegmentation(scene, classes: List[Dict], volumeNode, name: str):
+    """A segmentation with one empty segment per class on the volume's grid (a pool case with no label or draft)."""
+    segmentationNode = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+    segmentationNode.CreateDefaultDisplayNodes()
+    segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
+    segmentationNode.SetNodeReferenceID(segmentationNode.GetReferenceImageGeometryReferenceRole(), volumeNode.GetID())
+    for segmentClass in classes:
+        segmentationNode.GetSegmentation().AddEmptySegment(segmentClass["id"], segmentClass["name"], list(segmentClass["color"]))
+    return segmentationNode
+
+
+def showAsHeatOverlay(overlayNode, backgroundNode, valueRange=(0.0, 1.0)) -> None:
+    """Show `overlayNode` in the slice views as a heat map over `backgroundNode`."""
+    import slicer
+
+    display = overlayNode.GetDisplayNode()
+    # The PET heat colour node is one of Slicer's default colour nodes (DICOMScalarVolumePlugin uses it too).
+    display.SetAndObserveColorNodeID(slicer.modules.colors.logic().GetPETColorNodeID(slicer.vtkMRMLPETProceduralColorNode.PETheat))
+    display.AutoWindowLevelOff()
+    display.SetWindowLevelMinMax(*valueRange)
+    slicer.util.setSliceViewerLayers(background=backgroundNode, foreground=overlayNode, foregroundOpacity=HEAT_OVERLAY_OPACITY)
+
+
+def openInSegmentEditor(segmentationNode, volumeNode, segmentId=None) -> None:
+    """Switch to the Segment Editor module with this segmentation and volume, `segmentId` selected."""
+    import slicer
+
+    slicer.util.selectModule("SegmentEditor")
+    editor = slicer.modules.segmenteditor.widgetRepresentation().self().editor  # as Slicer's own tests reach it
+    editor.setSegmentationNode(segmentationNode)
+    if volumeNode is not None:
+        if hasattr(editor, "setSourceVolumeNode"):  # "source" naming since Slicer 5.2; "master" before
+            editor.setSourceVolumeNode(volumeNode)
+        else:
+            editor.setMasterVolumeNode(volumeNode)
+    if segmentId:
+        editor.setCurrentSegmentID(segmentId)
