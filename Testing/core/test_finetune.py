@@ -1,4 +1,4 @@
-"""Fine-tuning on a pool: held-out rule, gate, new version promoted or kept, report files, resume."""
+"""Fine-tuning on a pool: held-out rule, gate, new version promoted or kept, report files, resume after a stop at any point."""
 
 from __future__ import annotations
 
@@ -6,44 +6,23 @@ import json
 from pathlib import Path
 
 import pytest
-import SimpleITK as sitk
-import torch
 
 from VQSegCore.dataset_spec import Case
 from VQSegCore.errors import Cancelled, InputError
 from VQSegCore.finetune import decide, finetune, held_out_count, split_for_validation
-from VQSegCore.model import VQSegConfig, build_model
-from VQSegCore.model.config import PreprocessingConfig
 from VQSegCore.models import ModelStore
-from VQSegCore.pool import Pool
-from VQSegCore.synth import PhantomSpec, make_chest_ct
+from finetune_setup import make_store_and_pool, write_phantoms
 
-TINY = VQSegConfig(unet_base_width=4, unet_depth=2, codebook_size=16, preprocessing=PreprocessingConfig(spacing_mm=(3.0, 3.0)))
 FAST = dict(iterations=4, batch_size=2, crop_size=32, validate_every=2, device="cpu")
 
 
 @pytest.fixture(scope="module")
 def phantoms(tmp_path_factory) -> list[tuple[Path, Path]]:
-    folder = tmp_path_factory.mktemp("phantoms")
-    written = []
-    for seed in range(5):
-        phantom = make_chest_ct(PhantomSpec(size_xy=(64, 64), n_slices=16, spacing=(3, 3, 4), seed=seed, tumour_diameter_mm=30))
-        image, label = folder / f"p{seed}.nii.gz", folder / f"p{seed}-label.nii.gz"
-        sitk.WriteImage(phantom.image, str(image))
-        sitk.WriteImage(phantom.label, str(label))
-        written.append((image, label))
-    return written
+    return write_phantoms(tmp_path_factory.mktemp("phantoms"))
 
 
 def _setup(tmp_path, phantoms, labelled: int):
-    store = ModelStore(tmp_path / "models")
-    torch.manual_seed(0)
-    base = store.add_version("lung", build_model(TINY), status="promoted")
-    store.activate("lung", base)
-    pool = Pool.create(tmp_path / "pool")
-    for index, (image, label) in enumerate(phantoms):
-        pool.add(image, label=label if index < labelled else None)
-    return store, pool
+    return make_store_and_pool(tmp_path, phantoms, labelled)
 
 
 def test_holdout_rule_is_stable_and_needs_three_labelled_cases():
@@ -120,3 +99,82 @@ def test_cancelled_finetune_resumes(tmp_path, phantoms):
     assert result["iterations"] == 4 and result["version"] == "v0002"
     with pytest.raises(InputError, match="no unfinished"):
         finetune(pool.folder, model_name="lung", store=store, resume=True, **FAST)
+
+
+def _versions(store: ModelStore) -> list[str]:
+    return [v.version for v in store.versions("lung")]
+
+
+def _activations(store: ModelStore) -> list[str]:
+    lines = (store.root / "lung" / "activations.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line)["active"] for line in lines]
+
+
+class Killed(BaseException):
+    """Stands in for a SIGKILL at a chosen point: nothing after it runs (it is no Exception, so nothing catches it)."""
+
+
+def _kill_at(monkeypatch, target: str):
+    """Make `target` (module.attribute) die when called, and return a function that undoes it."""
+    def die(*args, **kwargs):
+        raise Killed(target)
+
+    monkeypatch.setattr(target, die)
+    return monkeypatch.undo
+
+
+def test_resume_after_the_version_was_written_adds_no_second_version(tmp_path, phantoms, monkeypatch):
+    store, pool = _setup(tmp_path, phantoms, labelled=3)
+    revive = _kill_at(monkeypatch, "VQSegCore.models.store.ModelStore.activate")  # after add_version, before activate
+    with pytest.raises(Killed):
+        finetune(pool.folder, model_name="lung", store=store, margin=1.0, **FAST)
+    revive()
+    assert _versions(store) == ["v0001", "v0002"] and store.active("lung") == "v0001"
+
+    result = finetune(pool.folder, model_name="lung", store=store, margin=1.0, resume=True, **FAST)
+    assert (result["version"], result["parent"], result["promoted"], result["active"]) == ("v0002", "v0001", True, "v0002")
+    assert _versions(store) == ["v0001", "v0002"]
+    assert _activations(store) == ["v0001", "v0002"]  # the resume activated the version it found, once
+    assert "promoted" in (store.path("lung", "v0002") / "report.md").read_text(encoding="utf-8")
+    with pytest.raises(InputError, match="no unfinished"):
+        finetune(pool.folder, model_name="lung", store=store, resume=True, **FAST)
+
+
+def test_resume_before_the_plan_or_the_first_checkpoint_starts_over_in_that_run(tmp_path, phantoms, monkeypatch):
+    store, pool = _setup(tmp_path, phantoms, labelled=3)
+    revive = _kill_at(monkeypatch, "VQSegCore.train.loop.save_checkpoint")  # killed writing the first checkpoint
+    with pytest.raises(Killed):
+        finetune(pool.folder, model_name="lung", store=store, **FAST)
+    revive()
+    run = next((store.root / "lung" / ".runs").iterdir())
+    assert (run / "train" / "run.json").is_file() and not (run / "train" / "checkpoint").exists()
+    result = finetune(pool.folder, model_name="lung", store=store, resume=True, **FAST)
+    assert result["iterations"] == 4 and result["run"] == str(run) and _versions(store) == ["v0001", "v0002"]
+
+    killed_after_mkdir = store.root / "lung" / ".runs" / "ft-20990101T000000-1"  # sorts last: the one to resume
+    killed_after_mkdir.mkdir()
+    revive = _kill_at(monkeypatch, "VQSegCore.finetune.run._train")  # prepared again, then stopped before training
+    with pytest.raises(Killed):
+        finetune(pool.folder, model_name="lung", store=store, resume=True, **FAST)
+    revive()
+    plan = json.loads((killed_after_mkdir / "plan.json").read_text())
+    assert plan["parent"] == store.active("lung") and (killed_after_mkdir / "spec.json").is_file()
+
+
+def test_bad_pool_leaves_no_run_to_resume(tmp_path, phantoms):
+    store, pool = _setup(tmp_path, phantoms, labelled=0)
+    with pytest.raises(InputError, match="no labelled case"):
+        finetune(pool.folder, model_name="lung", store=store, **FAST)
+    assert not (store.root / "lung" / ".runs").exists() and _versions(store) == ["v0001"]
+    with pytest.raises(InputError, match="no unfinished"):
+        finetune(pool.folder, model_name="lung", store=store, resume=True, **FAST)
+
+
+def test_resume_refuses_another_pool(tmp_path, phantoms, monkeypatch):
+    store, pool = _setup(tmp_path, phantoms, labelled=3)
+    revive = _kill_at(monkeypatch, "VQSegCore.finetune.run._train")
+    with pytest.raises(Killed):
+        finetune(pool.folder, model_name="lung", store=store, **FAST)
+    revive()
+    with pytest.raises(InputError, match="is on the pool"):
+        finetune(tmp_path / "another-pool", model_name="lung", store=store, resume=True, **FAST)

@@ -96,6 +96,66 @@ def test_a_killed_writer_leaves_no_version(store):
     assert not dead.exists()
 
 
+def test_import_makes_its_files_durable_before_the_version_appears(store, tmp_path, monkeypatch):
+    archive = store.export_version("lung", store.add_version("lung", _model(5)), tmp_path / "v1.tar")
+    happened = []
+    real_fsync, real_rename = os.fsync, os.rename
+
+    def fsync(fd):
+        happened.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        return real_fsync(fd)
+
+    def rename(source, target):
+        happened.append(("rename", os.fspath(target)))
+        return real_rename(source, target)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "rename", rename)
+    version = store.import_version(archive, "lung")
+    published = happened.index(("rename", str(store.root / "lung" / version)))
+    synced = [path for kind, path in happened[:published] if kind == "fsync" and ".building-" in path]
+    for name in ("weights.safetensors", "card.json", "store.json"):
+        assert any(path.endswith(name) for path in synced), f"{name} not fsync-ed before the rename: {happened}"
+
+
+def test_incomplete_version_folders_are_never_listed(store):
+    v1 = store.add_version("lung", _model(6))
+    folder = store.root / "lung"
+    (folder / "v0002").mkdir()
+    (folder / "v0002" / "card.json").write_bytes((folder / v1 / "card.json").read_bytes())  # card without weights
+    (folder / "v0003").mkdir()  # nothing at all
+    assert [info.version for info in store.versions("lung")] == [v1]
+    with pytest.raises(InputError, match="no version 'v0002'"):
+        store.path("lung", "v0002")
+    assert store.add_version("lung", _model(7)) == "v0004"  # a number is never reused
+
+
+def test_a_failed_write_removes_its_building_folder(store, monkeypatch):
+    store.add_version("lung", _model(8))
+
+    def full_disk(model, folder, **card):  # half the weights written, then the disk is full
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "weights.safetensors").write_bytes(b"half")
+        raise InputError("cannot write: the disk is full")
+
+    monkeypatch.setattr("VQSegCore.models.store.save_model", full_disk)
+    with pytest.raises(InputError, match="disk is full"):
+        store.add_version("lung", _model(9))
+    assert not list((store.root / "lung").glob(".building-*"))
+    assert [info.version for info in store.versions("lung")] == ["v0001"]
+
+
+def test_a_torn_activation_log_line_is_skipped(store):
+    v1, v2 = store.add_version("lung", _model(10)), store.add_version("lung", _model(11))
+    store.activate("lung", v1)
+    store.activate("lung", v2)
+    with open(store.root / "lung" / "activations.jsonl", "a", encoding="utf-8") as log:
+        log.write('{"time": "2026-01-01T00:00:00+00:00", "act')  # a writer killed mid-line
+    assert store.was_activated("lung", v1) and store.was_activated("lung", v2)
+    assert not store.was_activated("lung", "v0003")
+    assert store.rollback("lung") == v1
+
+
 def _add_versions(root: str, seed: int, count: int, queue) -> None:
     store = ModelStore(root)
     queue.put([store.add_version("lung", _model(seed + i)) for i in range(count)])

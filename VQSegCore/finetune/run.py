@@ -9,7 +9,20 @@
 3. Parent and candidate (the last EMA teacher, never selected on the held-out cases) are scored on
    the held-out cases; the gate (`gate.py`) decides. The candidate always becomes a new version:
    promoted and activated, or kept as a candidate with the reason.
-4. report.md, curves.png and overlays.png go into the new version's folder.
+4. report.md, curves.png and overlays.png go into the new version's folder; `done.json` in the run
+   folder then marks the run finished.
+
+A run folder holds pool-spec.json and spec.json (the pool as it was), plan.json (the parent version,
+written last, so a run with it is prepared), train/ (vqseg train's folder) and done.json. A fine-tune
+killed at any point resumes: before plan.json it is prepared again; before train/'s first checkpoint
+training starts again; after the version was written it is found by its card's `training.run` and
+not written twice.
+
+Under torchrun (`torchrun --nproc_per_node N -m VQSegCore finetune ...`) every rank trains (see
+train/distributed.py); rank 0 alone reads the pool, creates the run folder, scores the gate and writes
+the version and the report. What rank 0 prepared (the `Plan`) is broadcast, not derived: the run
+folder's name and whether training resumes depend on what rank 0 found on disk. Rank 0's outcome,
+value or error, is broadcast too, so every rank ends with the same exit code and message.
 """
 
 from __future__ import annotations
@@ -18,20 +31,37 @@ import dataclasses
 import datetime
 import json
 import os
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from VQSegCore.atomic import write_json_atomic
 from VQSegCore.dataset_spec import DatasetSpec
 from VQSegCore.errors import InputError
-from VQSegCore.finetune.gate import DEFAULT_MARGIN, decide, score_models
+from VQSegCore.finetune.gate import DEFAULT_MARGIN, Verdict, decide, score_models
 from VQSegCore.finetune.holdout import split_for_validation
 from VQSegCore.finetune.report import overlay_item, write_finetune_report
 from VQSegCore.model import VQSegConfig, load_model
 from VQSegCore.model.persistence import read_card
 from VQSegCore.models import DEFAULT_MODEL_NAME, ModelStore
+from VQSegCore.train.distributed import Distributed
 
 RUNS = ".runs"
 DONE_FILE = "done.json"
+PLAN_FILE = "plan.json"
+SPEC_FILE = "spec.json"
+TRAIN_DIR = "train"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What rank 0 prepared and every rank trains from."""
+
+    run: Path
+    pool: str
+    parent_version: str | None
+    parent_dir: Path | None
+    resume_training: bool
 
 
 class _Recorder:
@@ -76,85 +106,214 @@ def finetune(
     reporter=None,
     cancel=None,
     store: ModelStore | None = None,
+    distributed: Distributed | None = None,
 ) -> dict:
-    from VQSegCore.pool import Pool
-    from VQSegCore.train.loop import train
+    """Fine-tune, gate and write a new version; the same result dict on every rank.
+
+    `distributed`: the torchrun ranks (default: read from the environment; one process without torchrun).
+    """
+    import torch.distributed
 
     if iterations is None and minutes is None:
         raise InputError("fine-tuning needs --minutes M or --iterations N", "e.g. --minutes 10")
     store = store or ModelStore()
-    pool = Pool.open(pool_folder)
-    run = _run_folder(store, model_name, resume)
-    recorder = _Recorder(reporter)
+    ranks = distributed or Distributed.from_environment()
+    joined_here = ranks.enabled and not torch.distributed.is_initialized()
+    ranks.start(device)  # the process group must exist before rank 0 shares its plan
+    try:
+        recorder = _Recorder(reporter)
+        plan = ranks.on_main(lambda: _prepare(Path(pool_folder), store, model_name, resume))
+        spec = DatasetSpec.load(plan.run / SPEC_FILE)
+        started = datetime.datetime.now(datetime.timezone.utc)
+        summary = _train(plan, spec, iterations=iterations, minutes=minutes, batch_size=batch_size, crop_size=crop_size, seed=seed,
+                         supervised_only=supervised_only, validate_every=validate_every, recorder=recorder, cancel=cancel,
+                         device=device, ranks=ranks)
+        return ranks.on_main(lambda: _conclude(plan, spec, store, model_name, summary, recorder, margin=margin,
+                                               supervised_only=supervised_only, device=device, cancel=cancel, started=started))
+    finally:
+        if joined_here:
+            ranks.stop()
 
-    spec_path = run / "spec.json"
-    if not resume:
-        pool_spec = DatasetSpec.load(pool.export_spec(run / "pool-spec.json"))
-        training_cases, held_out = split_for_validation(pool_spec.cases())
-        if not any(case.labelled for case in training_cases):
-            raise InputError(f"the pool {pool.folder} has no labelled case to train on (besides those held out)",
-                             "correct more drafts and add them with vqseg pool add --case ID --label L")
-        cases = [dataclasses.replace(case, split="train") for case in training_cases]
-        cases += [dataclasses.replace(case, split="val") for case in held_out]
-        DatasetSpec(entries=cases, classes=pool_spec.classes, name=f"finetune {model_name}").save(spec_path)
-    spec = DatasetSpec.load(spec_path)
-    held_out = spec.labelled("val")
 
-    parent_version = store.active(model_name)
-    parent_dir = store.path(model_name, parent_version) if parent_version else None
-    config = _config_for(parent_dir, spec)
-    started = datetime.datetime.now(datetime.timezone.utc)
-    summary = train(
-        spec, config, run / "train", iterations=iterations, minutes=minutes, batch_size=batch_size, crop_size=crop_size,
-        seed=seed, supervised_only=supervised_only, validate_every=validate_every, checkpoint_every=validate_every,
-        resume=resume, reporter=recorder, cancel=cancel, device=device, initial_model=parent_dir,
+# ---- preparing (rank 0) ------------------------------------------------------------------------
+def _prepare(pool_folder: Path, store: ModelStore, model_name: str, resume: bool) -> Plan:
+    if resume:
+        run = _unfinished_run(store, model_name)
+        if not (run / PLAN_FILE).is_file():  # killed while being prepared: prepare it again
+            _write_run_inputs(run, _open_pool(pool_folder), store, model_name)
+        else:
+            _check_same_pool(run, pool_folder)
+    else:
+        pool = _open_pool(pool_folder)  # before the run folder: a missing pool leaves nothing behind
+        run = _new_run_folder(store, model_name)
+        try:
+            _write_run_inputs(run, pool, store, model_name)
+        except BaseException:
+            _discard_run(run)  # bad input writes nothing (DESIGN 3.1), and --resume must not find it
+            raise
+    return _plan_of(run, store, model_name)
+
+
+def _open_pool(pool_folder: Path):
+    from VQSegCore.pool import Pool
+
+    return Pool.open(pool_folder)
+
+
+def _write_run_inputs(run: Path, pool, store: ModelStore, model_name: str) -> None:
+    """The training spec with its held-out cases, then plan.json (last: its presence means prepared)."""
+    pool_spec = DatasetSpec.load(pool.export_spec(run / "pool-spec.json"))
+    training_cases, held_out = split_for_validation(pool_spec.cases())
+    if not any(case.labelled for case in training_cases):
+        raise InputError(f"the pool {pool.folder} has no labelled case to train on (besides those held out)",
+                         "correct more drafts and add them with vqseg pool add --case ID --label L")
+    cases = [dataclasses.replace(case, split="train") for case in training_cases]
+    cases += [dataclasses.replace(case, split="val") for case in held_out]
+    DatasetSpec(entries=cases, classes=pool_spec.classes, name=f"finetune {model_name}").save(run / SPEC_FILE)
+    parent = store.active(model_name)
+    _config_for(store.path(model_name, parent) if parent else None, DatasetSpec.load(run / SPEC_FILE))  # class tables agree?
+    # The parent is fixed now: after a kill the active version may be this run's own candidate.
+    write_json_atomic(run / PLAN_FILE, {"model": model_name, "parent": parent, "pool": str(pool.folder.resolve())})
+
+
+def _plan_of(run: Path, store: ModelStore, model_name: str) -> Plan:
+    recorded = json.loads((run / PLAN_FILE).read_text(encoding="utf-8"))
+    parent = recorded["parent"]
+    return Plan(run=run, pool=recorded["pool"], parent_version=parent, parent_dir=store.path(model_name, parent) if parent else None,
+                resume_training=_training_resumes(run / TRAIN_DIR))
+
+
+def _training_resumes(train_dir: Path) -> bool:
+    """Resume from train/'s checkpoint; without one (killed before the first) train/ is started again."""
+    from VQSegCore.train.checkpoint import checkpoint_folder
+
+    if checkpoint_folder(train_dir) is not None:
+        return True
+    shutil.rmtree(train_dir, ignore_errors=True)
+    return False
+
+
+def _check_same_pool(run: Path, pool_folder: Path) -> None:
+    recorded = Path(json.loads((run / PLAN_FILE).read_text(encoding="utf-8"))["pool"])
+    if recorded.resolve() != Path(pool_folder).resolve():
+        raise InputError(f"--resume: the unfinished fine-tune {run.name} is on the pool {recorded}, not {pool_folder}",
+                         f"resume with --pool {recorded}, or start a new fine-tune without --resume")
+
+
+# ---- training (every rank) ---------------------------------------------------------------------
+def _train(plan: Plan, spec: DatasetSpec, *, iterations, minutes, batch_size, crop_size, seed, supervised_only, validate_every,
+           recorder, cancel, device, ranks: Distributed) -> dict:
+    from VQSegCore.train.loop import train
+
+    return train(
+        spec, _config_for(plan.parent_dir, spec), plan.run / TRAIN_DIR, iterations=iterations, minutes=minutes,
+        batch_size=batch_size, crop_size=crop_size, seed=seed, supervised_only=supervised_only, validate_every=validate_every,
+        checkpoint_every=validate_every, resume=plan.resume_training, reporter=recorder, cancel=cancel, device=device,
+        initial_model=plan.parent_dir, distributed=ranks,
     )
-    candidate_dir = run / "train" / "last"
-    recorder.log(f"scoring parent ({parent_version or 'none'}) and candidate on {len(held_out)} held-out case(s)")
-    scored = score_models({"parent": parent_dir, "candidate": candidate_dir}, held_out, device=device, cancel=cancel)
-    verdict = decide(scored["scores"], margin)
 
+
+# ---- gate, version, report (rank 0) ------------------------------------------------------------
+def _conclude(plan: Plan, spec: DatasetSpec, store: ModelStore, model_name: str, summary: dict, recorder: _Recorder, *,
+              margin: float, supervised_only: bool, device: str, cancel, started: datetime.datetime) -> dict:
+    held_out = spec.labelled("val")
+    candidate_dir = plan.run / TRAIN_DIR / "last"
+    recorder.log(f"scoring parent ({plan.parent_version or 'none'}) and candidate on {len(held_out)} held-out case(s)")
+    scored = score_models({"parent": plan.parent_dir, "candidate": candidate_dir}, held_out, device=device, cancel=cancel)
+    version = _version_made_by(store, model_name, plan.run)
+    if version is None:
+        verdict = decide(scored["scores"], margin)
+        training = _training_record(plan, spec, candidate_dir, supervised_only)
+        version = _add_candidate(store, model_name, plan, candidate_dir, training, scored["scores"], verdict)
+    else:  # written before a kill: the store keeps one version per run and its recorded verdict
+        verdict = _recorded_verdict(store.info(model_name, version))
+        recorder.log(f"{model_name} {version} was written by this fine-tune before it stopped; finishing it")
+    if verdict.promote and not _activated_before(store, model_name, version):
+        store.activate(model_name, version, reason="fine-tune passed the gate")
+    recorder.progress("report", 0, 1, version=version)
+    files = _write_report(plan, spec, store, model_name, version, summary, recorder, scored, verdict, supervised_only, started)
+    write_json_atomic(plan.run / DONE_FILE, {"version": version, "promoted": verdict.promote})
+    recorder.progress("report", 1, 1, version=version)
+    return {
+        "model": model_name, "version": version, "parent": plan.parent_version, "promoted": verdict.promote, "reason": verdict.reason,
+        "active": store.active(model_name), "held_out_dice": verdict.candidate_dice, "parent_held_out_dice": verdict.parent_dice,
+        "iterations": summary["iterations"], "elapsed_s": summary["elapsed_s"], "report": [str(f) for f in files],
+        "run": str(plan.run),
+    }
+
+
+def _training_record(plan: Plan, spec: DatasetSpec, candidate_dir: Path, supervised_only: bool) -> dict:
+    """The card's `training` section; `run` is how a resumed fine-tune finds the version it wrote."""
+    return {**read_card(candidate_dir).get("training", {}), "pool": plan.pool, "supervised_only": supervised_only,
+            "labelled_cases": len(spec.labelled("train")), "unlabelled_cases": len([c for c in spec.cases("train") if not c.labelled]),
+            "held_out": [case.id for case in spec.labelled("val")], "run": str(plan.run)}
+
+
+def _add_candidate(store: ModelStore, model_name: str, plan: Plan, candidate_dir: Path, training: dict, scores: dict,
+                   verdict: Verdict) -> str:
     model, card = load_model(candidate_dir)
     metrics = {"held_out_dice": verdict.candidate_dice, "parent_held_out_dice": verdict.parent_dice,
-               "held_out_cases": scored["scores"].get("candidate", {}), "parent_held_out_cases": scored["scores"].get("parent", {})}
-    training = {**card.get("training", {}), "pool": str(pool.folder), "supervised_only": supervised_only,
-                "labelled_cases": len(spec.labelled("train")), "unlabelled_cases": len([c for c in spec.cases("train") if not c.labelled]),
-                "held_out": [case.id for case in held_out], "run": str(run)}
-    version = store.add_version(model_name, model, training=training, metrics=metrics, parent=parent_version,
-                                ood_reference=card.get("ood_reference"), status="promoted" if verdict.promote else "candidate",
-                                reason=verdict.reason)
-    if verdict.promote:
-        store.activate(model_name, version, reason="fine-tune passed the gate")
-    version_dir = store.path(model_name, version)
+               "held_out_cases": scores.get("candidate", {}), "parent_held_out_cases": scores.get("parent", {})}
+    return store.add_version(model_name, model, training=training, metrics=metrics, parent=plan.parent_version,
+                             ood_reference=card.get("ood_reference"), status="promoted" if verdict.promote else "candidate",
+                             reason=verdict.reason)
+
+
+def _version_made_by(store: ModelStore, model_name: str, run: Path) -> str | None:
+    for info in store.versions(model_name):
+        if info.status != "shipped" and Path(read_card(info.path).get("training", {}).get("run", "")).name == run.name:
+            return info.version
+    return None
+
+
+def _activated_before(store: ModelStore, model_name: str, version: str) -> bool:
+    """Activated by this run before a kill (a later rollback is the user's choice and stays)."""
+    return store.active(model_name) == version or store.was_activated(model_name, version)
+
+
+def _recorded_verdict(info) -> Verdict:
+    return Verdict(info.status == "promoted", info.reason or "", info.metrics.get("parent_held_out_dice"),
+                   info.metrics.get("held_out_dice"))
+
+
+def _write_report(plan: Plan, spec: DatasetSpec, store: ModelStore, model_name: str, version: str, summary: dict,
+                  recorder: _Recorder, scored: dict, verdict: Verdict, supervised_only: bool, started: datetime.datetime) -> list[Path]:
+    held_out = spec.labelled("val")
     overlays = [overlay_item(case.id, case.image, _label_array(case), {k: v[case.id] for k, v in scored["predictions"].items()})
                 for case in held_out[:3]]
     report_summary = {
-        "model": model_name, "version": version, "parent": parent_version or "none (from scratch)", "pool": str(pool.folder),
-        "labelled for training": training["labelled_cases"], "unlabelled": training["unlabelled_cases"], "held out": len(held_out),
-        "iterations": summary["iterations"], "minutes": round(summary["elapsed_s"] / 60, 2), "mode": "supervised only" if supervised_only else "semi-supervised (QPM)",
-        "started": started.isoformat(timespec="seconds"),
+        "model": model_name, "version": version, "parent": plan.parent_version or "none (from scratch)", "pool": plan.pool,
+        "labelled for training": len(spec.labelled("train")), "unlabelled": len([c for c in spec.cases("train") if not c.labelled]),
+        "held out": len(held_out), "iterations": summary["iterations"], "minutes": round(summary["elapsed_s"] / 60, 2),
+        "mode": "supervised only" if supervised_only else "semi-supervised (QPM)", "started": started.isoformat(timespec="seconds"),
     }
-    files = write_finetune_report(version_dir, curves=recorder.curves, validation=recorder.validation, scores=scored["scores"],
-                                  verdict=verdict, summary=report_summary, overlays=overlays)
-    write_json_atomic(run / DONE_FILE, {"version": version, "promoted": verdict.promote})
-    return {
-        "model": model_name, "version": version, "parent": parent_version, "promoted": verdict.promote, "reason": verdict.reason,
-        "active": store.active(model_name), "held_out_dice": verdict.candidate_dice, "parent_held_out_dice": verdict.parent_dice,
-        "iterations": summary["iterations"], "elapsed_s": summary["elapsed_s"], "report": [str(f) for f in files], "run": str(run),
-    }
+    return write_finetune_report(store.path(model_name, version), curves=recorder.curves, validation=recorder.validation,
+                                 scores=scored["scores"], verdict=verdict, summary=report_summary, overlays=overlays)
 
 
-def _run_folder(store: ModelStore, name: str, resume: bool) -> Path:
+# ---- run folders -------------------------------------------------------------------------------
+def _unfinished_run(store: ModelStore, name: str) -> Path:
     runs = store.root / name / RUNS
-    if resume:
-        unfinished = sorted(p for p in runs.glob("ft-*") if p.is_dir() and not (p / DONE_FILE).exists()) if runs.is_dir() else []
-        if not unfinished:
-            raise InputError(f"no unfinished fine-tune of model {name} to resume", "start a new one without --resume")
-        return unfinished[-1]
+    unfinished = sorted(p for p in runs.glob("ft-*") if p.is_dir() and not (p / DONE_FILE).exists()) if runs.is_dir() else []
+    if not unfinished:
+        raise InputError(f"no unfinished fine-tune of model {name} to resume", "start a new one without --resume")
+    return unfinished[-1]
+
+
+def _new_run_folder(store: ModelStore, name: str) -> Path:
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
-    run = runs / f"ft-{stamp}-{os.getpid()}"
+    run = store.root / name / RUNS / f"ft-{stamp}-{os.getpid()}"
     run.mkdir(parents=True, exist_ok=False)
     return run
+
+
+def _discard_run(run: Path) -> None:
+    shutil.rmtree(run, ignore_errors=True)
+    for empty in (run.parent, run.parent.parent):  # .runs and the model folder, when this run created them
+        try:
+            empty.rmdir()
+        except OSError:
+            break
 
 
 def _config_for(parent_dir: Path | None, spec: DatasetSpec) -> VQSegConfig:

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from VQSegCore.atomic import fsync_path, write_json_atomic, write_text_atomic
+from VQSegCore.atomic import fsync_path, write_bytes_atomic, write_json_atomic, write_text_atomic
 from VQSegCore.errors import InputError
 from VQSegCore.model.persistence import CARD_FILE, WEIGHTS_FILE, read_card, save_model
 from VQSegCore.models.locate import ACTIVE_FILE, SHIPPED, shipped_models_dir
@@ -91,7 +91,7 @@ class ModelStore:
         infos = []
         folder = self.root / name
         if folder.is_dir():
-            for path in sorted(p for p in folder.iterdir() if _VERSION.match(p.name) and (p / CARD_FILE).is_file()):
+            for path in sorted(p for p in folder.iterdir() if _VERSION.match(p.name) and _complete(p)):
                 infos.append(self._info(name, path.name, path, active))
         shipped = shipped_models_dir() / name
         if (shipped / CARD_FILE).is_file():
@@ -107,9 +107,11 @@ class ModelStore:
     def path(self, name: str, version: str) -> Path:
         if version == SHIPPED:
             path = shipped_models_dir() / check_name(name)
+            found = (path / CARD_FILE).is_file()
         else:
             path = self.root / check_name(name) / version
-        if not (path / CARD_FILE).is_file():
+            found = _complete(path)
+        if not found:
             known = ", ".join(v.version for v in self.versions(name)) or "none"
             raise InputError(f"model {name} has no version {version!r}", f"known versions: {known}")
         return path
@@ -117,18 +119,18 @@ class ModelStore:
     def info(self, name: str, version: str) -> VersionInfo:
         return self._info(name, version, self.path(name, version), self.active(name))
 
+    def was_activated(self, name: str, version: str) -> bool:
+        """Whether `version` was ever made active (the activation log), even if another is active now."""
+        return any(entry.get("active") == version for entry in _log_entries(self.root / check_name(name)))
+
     # ---- writing -------------------------------------------------------------------------------
     def add_version(self, name: str, model, *, training: dict | None = None, metrics: dict | None = None,
                     parent: str | None = None, ood_reference: dict | None = None, status: str = "candidate",
                     reason: str | None = None) -> str:
         """Save `model` as the next version (not activated); returns its version string."""
-        with self._locked(name) as folder:
-            version = self._next_version(folder)
-            building = folder / f".building-{version}-{os.getpid()}"
+        with self._locked(name) as folder, _building(folder) as (building, version):
             save_model(model, building, training=training, metrics=metrics, parent=parent, ood_reference=ood_reference)
             write_json_atomic(building / STORE_FILE, {"status": status, "reason": reason, "created": _now()})
-            os.rename(building, folder / version)
-            fsync_path(folder)
         return version
 
     def set_status(self, name: str, version: str, status: str, reason: str | None = None) -> None:
@@ -153,7 +155,7 @@ class ModelStore:
             current = self._active_pointer(folder)
             # Replay the log as a stack: an activation pushes, a rollback pops.
             stack: list[str] = []
-            for entry in (json.loads(line) for line in _read_lines(folder / LOG_FILE)):
+            for entry in _log_entries(folder):
                 if entry.get("reason") == "rollback":
                     if stack:
                         stack.pop()
@@ -207,16 +209,12 @@ class ModelStore:
         digest = hashlib.sha256(files[WEIGHTS_FILE]).hexdigest()
         if not isinstance(card, dict) or digest != card.get("weights_sha256"):
             raise InputError(f"{archive}: the weights do not match their card", "the archive is damaged; export it again")
-        with self._locked(name) as folder:
-            version = self._next_version(folder)
-            building = folder / f".building-{version}-{os.getpid()}"
-            building.mkdir()
-            (building / WEIGHTS_FILE).write_bytes(files[WEIGHTS_FILE])
-            (building / CARD_FILE).write_bytes(files[CARD_FILE])
+        with self._locked(name) as folder, _building(folder) as (building, version):
+            # fsync-ed writes: the rename below must never publish files still only in the page cache
+            write_bytes_atomic(building / WEIGHTS_FILE, files[WEIGHTS_FILE])
+            write_bytes_atomic(building / CARD_FILE, files[CARD_FILE])
             write_json_atomic(building / STORE_FILE, {"status": "candidate", "reason": f"imported from {archive.name}", "created": _now()})
             read_card(building)
-            os.rename(building, folder / version)
-            fsync_path(folder)
         return version
 
     # ---- helpers -------------------------------------------------------------------------------
@@ -232,11 +230,6 @@ class ModelStore:
         if pointer.is_file():
             return pointer.read_text(encoding="utf-8").strip() or None
         return SHIPPED if (shipped_models_dir() / folder.name / CARD_FILE).is_file() else None
-
-    @staticmethod
-    def _next_version(folder: Path) -> str:
-        numbers = [int(m.group(1)) for p in folder.iterdir() if (m := _VERSION.match(p.name))]
-        return f"v{max(numbers, default=0) + 1:04d}"
 
     @contextmanager
     def _locked(self, name: str):
@@ -262,6 +255,36 @@ class ModelStore:
                 yield folder
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _next_version(folder: Path) -> str:
+    numbers = [int(m.group(1)) for p in folder.iterdir() if (m := _VERSION.match(p.name))]
+    return f"v{max(numbers, default=0) + 1:04d}"
+
+
+@contextmanager
+def _building(folder: Path):
+    """(temporary folder, version) for a new version; renamed into place only when the body succeeds.
+
+    Call with the store locked. On an error the temporary folder is removed at once; after a kill
+    it is left for `_locked` to sweep (its process is gone), and it is never listed as a version.
+    """
+    version = _next_version(folder)
+    building = folder / f".building-{version}-{os.getpid()}"
+    shutil.rmtree(building, ignore_errors=True)  # only a reused process id can have left one
+    building.mkdir()
+    try:
+        yield building, version
+        os.rename(building, folder / version)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    fsync_path(folder)
+
+
+def _complete(folder: Path) -> bool:
+    """A version folder that holds both its card and its weights (anything less is never listed)."""
+    return (folder / CARD_FILE).is_file() and (folder / WEIGHTS_FILE).is_file()
 
 
 def _stale(folder: Path) -> bool:
@@ -291,6 +314,19 @@ def _read_lines(path: Path) -> list[str]:
         return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     except OSError:
         return []
+
+
+def _log_entries(folder: Path) -> list[dict]:
+    """The activation log; a line cut short by a killed writer is skipped, not fatal."""
+    entries = []
+    for line in _read_lines(folder / LOG_FILE):
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(entry, dict):
+            entries.append(entry)
+    return entries
 
 
 def _append_line(path: Path, record: dict) -> None:

@@ -21,13 +21,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Callable, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
-from VQSegCore.errors import InputError
+from VQSegCore.errors import Cancelled, InputError
+
+T = TypeVar("T")
 
 # Validation and checkpoints run on rank 0 while the others wait in the next collective.
 COLLECTIVE_TIMEOUT = timedelta(minutes=60)
@@ -138,6 +141,35 @@ class Distributed:
         dist.all_reduce(value, op=dist.ReduceOp.MAX)
         return bool(value.item())
 
+    def broadcast_object(self, value):
+        """Rank 0's `value` (any picklable object) on every rank."""
+        if not self.enabled:
+            return value
+        box = [value if self.is_main else None]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def on_main(self, work: Callable[[], T]) -> T:
+        """Run `work` on rank 0 only; every rank returns its value or raises its error.
+
+        The others wait in one broadcast, so a bad input on rank 0 ends every rank with the same
+        exit code and message instead of leaving them blocked in the next collective.
+        """
+        if not self.enabled:
+            return work()
+        outcome, failure = None, None
+        if self.is_main:
+            try:
+                outcome = ("ok", work())
+            except Exception as problem:  # noqa: BLE001 - passed on to the other ranks, then re-raised
+                failure, outcome = problem, ("error", *_portable(problem))
+        outcome = self.broadcast_object(outcome)
+        if failure is not None:
+            raise failure
+        if outcome[0] == "error":
+            raise _rebuilt(*outcome[1:])
+        return outcome[1]
+
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()
@@ -157,6 +189,24 @@ class Distributed:
     def stop(self) -> None:
         if self.enabled and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _portable(problem: Exception) -> tuple[str, str, str]:
+    """(kind, message, hint) of an exception, for the ranks that did not see it."""
+    if isinstance(problem, InputError):
+        return "input", problem.message, problem.hint
+    if isinstance(problem, Cancelled):
+        return "cancelled", str(problem), ""
+    return "bug", f"{type(problem).__name__}: {problem}", ""
+
+
+def _rebuilt(kind: str, message: str, hint: str) -> Exception:
+    """The same exit code on this rank as on rank 0: InputError 2, Cancelled 3, anything else 1."""
+    if kind == "input":
+        return InputError(message, hint)
+    if kind == "cancelled":
+        return Cancelled(message)
+    return RuntimeError(f"rank 0 failed: {message}")
 
 
 SINGLE_PROCESS = Distributed()

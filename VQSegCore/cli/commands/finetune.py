@@ -2,6 +2,10 @@
 
     vqseg finetune --pool clinic [--model lung-lesion] (--minutes M | --iterations N) [--margin 0.01]
         [--supervised-only] [--resume] [--device auto|cpu|cuda] [--events] [--cancel-file F]
+
+Under torchrun every rank trains and rank 0 alone reads the pool, writes the version and reports:
+    torchrun --nproc_per_node 2 -m VQSegCore finetune --pool clinic --iterations 2000
+--batch-size is per process. A killed fine-tune continues with the same command plus --resume.
 """
 
 from __future__ import annotations
