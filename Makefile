@@ -48,12 +48,13 @@ $(SLICER_STAMP): Makefile
 test-mrml: $(SLICER_STAMP)
 	$(SLICER_BIN)/python -m pytest Testing/mrml --confcutdir Testing/mrml $(MRML_PYTEST_ARGS)
 
-# Until a trained default model ships, the demo makes a synthetic chest CT with its true tumour
-# label and writes both (NIfTI CT, Slicer .seg.nrrd label) for a first look in Slicer.
+# The whole loop on synthetic chest CT with the shipped default model: segment, add 3 corrected and a few
+# uncorrected cases to a demo pool, fine-tune for DEMO_MINUTES, segment again; a before/after table and
+# $(DEMO_OUT)/demo.png. The demo keeps its own model store and pool under $(DEMO_OUT)/home.
+DEMO_MINUTES ?= 2.5
 demo: $(STAMP)
-	mkdir -p $(DEMO_OUT)
-	$(BIN)/vqseg info
-	$(BIN)/vqseg synth $(DEMO_OUT)/chest_ct.nii.gz --label $(DEMO_OUT)/tumour_truth.seg.nrrd --seed 1
+	rm -rf $(DEMO_OUT)
+	$(BIN)/vqseg demo --out $(DEMO_OUT) --minutes $(DEMO_MINUTES)
 
 clean:
 	rm -rf $(VENV) $(SLICER_VENV) $(DEMO_OUT) .pytest_cache

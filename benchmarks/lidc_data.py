@@ -1,0 +1,171 @@
+"""LIDC-IDRI nodule crops as CT in Hounsfield units, a patient split, and dataset specs.
+
+The crop set (../shared/data/lidc, README there) stores 8-bit intensities of an undocumented
+window and no pixel spacing. This module
+- checks the linear map HU = slope * v + intercept against two tissue peaks found per case
+  (lung parenchyma, soft tissue), and writes what it found (`python benchmarks/lidc_data.py`);
+- converts every case once to int16 HU NIfTI with an assumed spacing (a cache outside the repo),
+  so `vqseg train` and the shipped model's card see ordinary CT;
+- splits patients into train/val by a hash of the patient id (stable, no file to keep).
+
+    .venv/bin/python benchmarks/lidc_data.py            # intensity check → results/lidc_intensity.*
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import SimpleITK as sitk  # noqa: E402
+from scipy.ndimage import gaussian_filter1d  # noqa: E402
+
+from benchmarks.report import RESULTS, write_report  # noqa: E402
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "lidc"
+DEFAULT_CACHE = Path(__file__).resolve().parents[1] / "benchmarks" / "cache" / "lidc_hu"
+HU_SLOPE, HU_INTERCEPT = 8.9, -1010.0
+# Not recorded in the crop set: LIDC-IDRI's in-plane pixel spacing is mostly 0.6-0.8 mm and its
+# slices mostly 1.25-2.5 mm apart. The model is 2.5D, so the slice spacing only scales mm metrics.
+ASSUMED_SPACING_MM = (0.7, 0.7, 1.25)
+VAL_FRACTION = 0.2
+# Reference attenuation of the two peaks (HU): aerated lung parenchyma and soft tissue/blood.
+LUNG_HU, SOFT_TISSUE_HU = -860.0, 40.0
+
+
+def patients(data: Path = DEFAULT_DATA) -> list[str]:
+    return list(json.loads((data / "patients.json").read_text())["patients"])
+
+
+def is_validation_patient(patient: str, fraction: float = VAL_FRACTION) -> bool:
+    digest = hashlib.sha256(patient.encode()).digest()
+    return int.from_bytes(digest[:4], "big") / 2**32 < fraction
+
+
+def cases_by_patient(data: Path = DEFAULT_DATA) -> dict[str, list[str]]:
+    """patient → its case names (file stems such as LIDC-IDRI-0003_nodule-1), in file order."""
+    grouped: dict[str, list[str]] = {}
+    for path in sorted((data / "images").glob("*.nii.gz")):
+        stem = path.name[: -len(".nii.gz")]
+        grouped.setdefault(stem.split("_nodule-")[0], []).append(stem)
+    return grouped
+
+
+def to_hu(values: np.ndarray) -> np.ndarray:
+    return np.round(values.astype(np.float32) * HU_SLOPE + HU_INTERCEPT).astype(np.int16)
+
+
+def _with_geometry(array: np.ndarray) -> sitk.Image:
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(ASSUMED_SPACING_MM)
+    return image
+
+
+def prepare(data: Path = DEFAULT_DATA, cache: Path = DEFAULT_CACHE) -> Path:
+    """Write images (int16 HU) and labels with the assumed spacing into `cache` once; return it."""
+    done = cache / "done.json"
+    if done.is_file():
+        return cache
+    for kind in ("images", "labels"):
+        (cache / kind).mkdir(parents=True, exist_ok=True)
+    for path in sorted((data / "images").glob("*.nii.gz")):
+        raw = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+        sitk.WriteImage(_with_geometry(to_hu(raw)), str(cache / "images" / path.name), True)
+        label = sitk.GetArrayFromImage(sitk.ReadImage(str(data / "labels" / path.name))).astype(np.uint8)
+        sitk.WriteImage(_with_geometry(label), str(cache / "labels" / path.name), True)
+    done.write_text(json.dumps({"hu": [HU_SLOPE, HU_INTERCEPT], "spacing_mm": ASSUMED_SPACING_MM}))
+    return cache
+
+
+def write_spec(path: Path, cache: Path, labelled: set[str], unlabelled: set[str], val: set[str],
+               data: Path = DEFAULT_DATA, name: str | None = None) -> Path:
+    """A dataset spec: `labelled` patients with labels, `unlabelled` without, `val` as the val split."""
+    cases = []
+    for patient, stems in cases_by_patient(data).items():
+        for stem in stems:
+            image = str(cache / "images" / f"{stem}.nii.gz")
+            label = str(cache / "labels" / f"{stem}.nii.gz")
+            if patient in val:
+                cases.append({"id": stem, "image": image, "label": label, "split": "val"})
+            elif patient in labelled:
+                cases.append({"id": stem, "image": image, "label": label, "split": "train"})
+            elif patient in unlabelled:
+                cases.append({"id": stem, "image": image, "split": "train"})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"name": name or path.stem, "cases": cases}, indent=1))
+    return path
+
+
+# ---- the intensity check --------------------------------------------------------------------
+def tissue_peaks(values: np.ndarray) -> tuple[float | None, float | None]:
+    """Histogram peaks of one case: the lung peak in v 3..60, the soft-tissue peak in v 80..160."""
+    histogram = gaussian_filter1d(np.bincount(values.ravel(), minlength=256).astype(float), 2.0)
+    peaks = []
+    for low, high in ((3, 60), (80, 160)):
+        window = histogram[low:high]
+        index = int(np.argmax(window))
+        # A real peak, not the window's rising edge, and not a trace (≥ 0.5% of the voxels per bin).
+        interior = 0 < index < len(window) - 1
+        peaks.append(float(low + index) if interior and window[index] >= 0.005 * values.size else None)
+    return peaks[0], peaks[1]
+
+
+def intensity_check(data: Path = DEFAULT_DATA) -> dict:
+    lung, soft = [], []
+    for path in sorted((data / "images").glob("*.nii.gz")):
+        first, second = tissue_peaks(sitk.GetArrayFromImage(sitk.ReadImage(str(path))))
+        if first is not None:
+            lung.append(first)
+        if second is not None:
+            soft.append(second)
+    lung_v, soft_v = statistics.median(lung), statistics.median(soft)
+    slope = (SOFT_TISSUE_HU - LUNG_HU) / (soft_v - lung_v)
+    fitted_intercept = LUNG_HU - slope * lung_v
+
+    def quartiles(values):
+        q = np.percentile(values, [25, 50, 75])
+        return [float(x) for x in q]
+
+    return {
+        "cases": len(list((data / "images").glob("*.nii.gz"))),
+        "lung_peak_v": {"cases_with_peak": len(lung), "quartiles": quartiles(lung)},
+        "soft_tissue_peak_v": {"cases_with_peak": len(soft), "quartiles": quartiles(soft)},
+        "suggested_map": {"slope": HU_SLOPE, "intercept": HU_INTERCEPT,
+                          "lung_peak_hu": HU_SLOPE * lung_v + HU_INTERCEPT,
+                          "soft_tissue_peak_hu": HU_SLOPE * soft_v + HU_INTERCEPT},
+        "map_through_reference_peaks": {"slope": slope, "intercept": fitted_intercept,
+                                        "reference_hu": {"lung": LUNG_HU, "soft_tissue": SOFT_TISSUE_HU}},
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--prepare", type=Path, metavar="CACHE", help="also write the HU cache here")
+    args = parser.parse_args(argv)
+    found = intensity_check(args.data)
+    suggested, fitted = found["suggested_map"], found["map_through_reference_peaks"]
+    rows = []
+    for tissue, key, hu_key, reference in (("lung parenchyma", "lung_peak_v", "lung_peak_hu", LUNG_HU),
+                                           ("soft tissue", "soft_tissue_peak_v", "soft_tissue_peak_hu", SOFT_TISSUE_HU)):
+        low, median, high = found[key]["quartiles"]
+        rows.append({"tissue": tissue, "peak v: median (IQR)": f"{median:.0f} ({low:.0f}-{high:.0f})",
+                     "HU by the map": round(suggested[hu_key]), "reference HU": reference,
+                     "cases with a peak": found[key]["cases_with_peak"]})
+    found["note"] = (f"{found['cases']} cases. Map used: HU = {HU_SLOPE} v {HU_INTERCEPT:+.0f}. The map through the "
+                     f"reference peaks would be HU = {fitted['slope']:.2f} v {fitted['intercept']:+.0f}.")
+    write_report("lidc_intensity", rows, found)
+    print(json.dumps(found, indent=1))
+    if args.prepare:
+        print("prepared", prepare(args.data, args.prepare))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
