@@ -369,6 +369,8 @@ class VQSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _onSegmentCompleted(self, run, outcome: Optional[SegmentOutcome]) -> None:
         if not self._finish(run, _("Segmentation done.")) or outcome is None:
             return
+        if self._parameterNode is None:  # the scene was closed while the run went on
+            return
         self._parameterNode.segmentation = outcome.segmentationNode
         summary = outcome.summary
         if outcome.roiRotated:
@@ -382,8 +384,11 @@ class VQSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # ---- Correct --------------------------------------------------------------------------------
 
     def onCorrectButton(self) -> None:
+        segmentation = self._parameterNode.segmentation
+        # The segmentation's own volume first: the input selector may point at another volume by now.
+        volume = scene.referenceVolumeOf(segmentation) or self._parameterNode.inputVolume
         with slicer.util.tryWithErrorDisplay(_("Could not open the Segment Editor."), waitCursor=True):
-            self.logic.openInSegmentEditor(self._parameterNode.segmentation, self._parameterNode.inputVolume)
+            self.logic.openInSegmentEditor(segmentation, volume)
 
     # ---- Pool -----------------------------------------------------------------------------------
 
@@ -426,6 +431,8 @@ class VQSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _onCaseReopened(self, run, reopened: Optional[ReopenedCase]) -> None:
         if not self._finish(run, _("Case loaded: correct it, then press 'Add to pool' to update it.")) or reopened is None:
             return
+        if self._parameterNode is None:  # the scene was closed while the run went on
+            return
         self._parameterNode.inputVolume = reopened.volumeNode
         self._parameterNode.segmentation = reopened.segmentationNode
 
@@ -449,7 +456,8 @@ class VQSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         self.ui.finetuneVerdictLabel.text = result_text.finetuneVerdict(finetuneResult)
         useNew = askUseNewModel(result_text.finetuneQuestion(finetuneResult))
-        modelName = finetuneResult.get("model") or cli_arguments.modelName(self._parameterNode.modelName)
+        chosenModel = self._parameterNode.modelName if self._parameterNode else ""  # None after a scene close
+        modelName = finetuneResult.get("model") or cli_arguments.modelName(chosenModel)
         if useNew is None or useNew == bool(finetuneResult.get("promoted")):
             self.onRefreshModels()  # the gate's decision stands
         elif useNew:
@@ -554,7 +562,9 @@ def askUseNewModel(question: str) -> Optional[bool]:
     useButton = box.addButton(_("Use new model"), qt.QMessageBox.AcceptRole)
     box.addButton(_("Keep current"), qt.QMessageBox.RejectRole)
     box.exec_()
-    return box.clickedButton() == useButton
+    useNew = box.clickedButton() == useButton  # PythonQt returns the same wrapper for the same QPushButton
+    box.deleteLater()  # parented to the main window: delete it, as slicer.util.messageBox does
+    return useNew
 
 
 #
@@ -770,7 +780,8 @@ class VQSegLogic(ScriptedLoadableModuleLogic):
                 segmentationNode = scene.emptySegmentation(slicer.mrmlScene, classes, volumeNode, name)
             segmentation_tags.recordClasses(segmentationNode, classes)
             segmentation_tags.recordPoolCase(segmentationNode, pool, caseId)
-            slicer.util.setSliceViewerLayers(background=volumeNode, fit=True)
+            # foreground=None: an uncertainty overlay of another image must not stay on top of this case.
+            slicer.util.setSliceViewerLayers(background=volumeNode, foreground=None, fit=True)
             return ReopenedCase(caseId, volumeNode, segmentationNode)
 
         return self.runCommand(cli_arguments.poolShowArguments(pool, caseId), importResult=importResult, onCompleted=onCompleted,

@@ -231,7 +231,7 @@ def installMissing(requirements: Optional[List[str]] = None, confirm: Optional[C
     ask = confirm if confirm is not None else slicer.util.confirmOkCancelDisplay
     if not ask(text):
         raise InstallDeclined("VQSeg's Python packages were not installed, so VQSeg cannot run yet. "
-                              "Press Apply again to be asked again.")
+                              "Press Segment or Fine-tune again to be asked again.")
 
     installed = []
     if torchState != "ok":

@@ -44,7 +44,8 @@ def openInSegmentEditor(segmentationNode, volumeNode, segmentId=None) -> None:
     import slicer
 
     slicer.util.selectModule("SegmentEditor")
-    editor = slicer.modules.segmenteditor.widgetRepresentation().self().editor  # as Slicer's own tests reach it
+    # As in Docs/developer_guide/script_repository/segmentations.md; SegmentEditor.py creates `self.editor` in setup().
+    editor = slicer.modules.segmenteditor.widgetRepresentation().self().editor
     editor.setSegmentationNode(segmentationNode)
     if volumeNode is not None:
         if hasattr(editor, "setSourceVolumeNode"):  # "source" naming since Slicer 5.2; "master" before
