@@ -191,7 +191,7 @@ class VQSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def cleanup(self) -> None:
         self.removeObservers()
         if self.logic:
-            self.logic.cancel()  # the CLI sees the cancel file and stops even after Slicer has quit
+            self.logic.shutdown()
 
     def enter(self) -> None:
         self.initializeParameterNode()
@@ -624,6 +624,9 @@ class VQSegLogic(ScriptedLoadableModuleLogic):
 
     def cancel(self) -> None:
         self.runs.cancel()
+
+    def shutdown(self) -> None:
+        self.runs.shutdown()
 
     def runCommand(self, arguments: List[str], device: str = "auto", importResult: Optional[Callable] = None,
                    onEvent: Optional[Callable] = None, onCompleted: Optional[Callable] = None, waitForCompletion: bool = True,

@@ -59,6 +59,19 @@ class RunController:
         if run is not None:
             run.cancel()
 
+    def shutdown(self) -> None:
+        """Module cleanup (reload, Slicer quitting): stop following and end the run now.
+
+        Nobody polls after this, so the cancel file alone would leave the child running until its
+        next check; SIGTERM is the CLI's cooperative cancel (exit 3, checkpoint kept).
+        """
+        if self._pollTimer is not None:
+            self._pollTimer.stop()
+            self._pollTimer = None
+        run = self.runner.activeRun
+        if run is not None:
+            run.cancel(graceSeconds=0)
+
     def run(self, arguments: List[str], environment: dict, importResult: Optional[Callable] = None,
             onEvent: Optional[Callable] = None, onCompleted: Optional[Callable] = None, waitForCompletion: bool = True,
             workDir: Optional[str] = None):
