@@ -135,6 +135,21 @@ def main() -> int:
     previous = json.loads(result_path.read_text()) if result_path.is_file() else {}
     runs = previous.get("runs", []) if previous.get("protocol") == protocol else []
     command = "python benchmarks/lidc.py " + " ".join(sys.argv[1:])
+
+    def save() -> None:
+        # Another process may run other fractions into the same file: keep its finished runs.
+        on_disk = json.loads(result_path.read_text()) if result_path.is_file() else {}
+        if on_disk.get("protocol") == protocol:
+            mine = {(r["fraction"], r["mode"], r["seed"]) for r in runs}
+            runs.extend(r for r in on_disk.get("runs", []) if (r["fraction"], r["mode"], r["seed"]) not in mine)
+        runs.sort(key=lambda r: (-r["fraction"], MODES.index(r["mode"]), r["seed"]))
+        meta = {"protocol": protocol, "runs": runs, "command": command,
+                "hu_map": [lidc_data.HU_SLOPE, lidc_data.HU_INTERCEPT], "assumed_spacing_mm": lidc_data.ASSUMED_SPACING_MM,
+                "evaluation": "final EMA teacher; every case of the validation patients (hash split, 20%); 3D Dice "
+                              "and HD95 per case on its own grid (HD95 in the assumed spacing; median over cases "
+                              "where both masks are non-empty)"}
+        write_report("lidc_cpu", summary_table(runs), meta, args.out)
+
     for seed in args.seeds:
         for fraction in args.fractions:
             for mode in args.modes:
@@ -142,14 +157,9 @@ def main() -> int:
                     continue
                 row = run_one(args, fraction, mode, seed, cache) | {"command": command, "torch_threads": torch.get_num_threads()}
                 runs.append(row)
-                runs.sort(key=lambda r: (-r["fraction"], MODES.index(r["mode"]), r["seed"]))
-                meta = {"protocol": protocol, "runs": runs, "command": command,
-                        "hu_map": [lidc_data.HU_SLOPE, lidc_data.HU_INTERCEPT], "assumed_spacing_mm": lidc_data.ASSUMED_SPACING_MM,
-                        "evaluation": "final EMA teacher; every case of the validation patients (hash split, 20%); 3D Dice "
-                                      "and HD95 per case on its own grid (HD95 in the assumed spacing; median over cases "
-                                      "where both masks are non-empty)"}
-                write_report("lidc_cpu", summary_table(runs), meta, args.out)
+                save()
                 print(json.dumps({k: v for k, v in row.items() if k != "per_case"}), flush=True)
+    save()
     return 0
 
 
