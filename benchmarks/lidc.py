@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import statistics
 import sys
 import time
@@ -88,6 +89,8 @@ def run_one(args, fraction: float, mode: str, seed: int, cache: Path) -> dict:
                                      set(train_patients) - labelled, val, args.data)
     spec = DatasetSpec.load(spec_path)
     work = args.work / f"{fraction}_{mode}_{seed}"
+    if work.exists():  # an interrupted run of these settings: start it again
+        shutil.rmtree(work)
     started = time.perf_counter()
     summary = train(spec, model_config(mode), work, iterations=args.iterations, batch_size=PROTOCOL["batch_size"],
                     crop_size=PROTOCOL["crop_size"], lr=PROTOCOL["lr"], seed=seed, supervised_only=mode == "supervised",
