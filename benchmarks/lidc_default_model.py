@@ -95,7 +95,7 @@ def main() -> int:
     (args.out / "weights.safetensors.tmp").replace(args.out / "weights.safetensors")
     write_json_atomic(args.out / "card.json", card)
     load_model(args.out)
-    row = {"model": f"{DEFAULT_MODEL_NAME} ({args.which} of {args.run.name})", "iterations": card["training"].get("iterations"),
+    row = {"model": f"{DEFAULT_MODEL_NAME} ({args.which} of {args.run.name})", "iterations": card["training"].get("iterations_done"),
            "val cases": scores["cases"], "Dice mean": round(scores["dice"], 4), "Dice median": round(scores["dice_median"], 4),
            "HD95 median (mm)": None if scores["hd95_mm"] is None else round(scores["hd95_mm"], 2), "missed": scores["missed"]}
     write_report("lidc_default_model", [row], {"command": "python benchmarks/lidc_default_model.py " + " ".join(sys.argv[1:]),

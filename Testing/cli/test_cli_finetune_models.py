@@ -18,6 +18,8 @@ def test_finetune_bad_input_exits_2(cli, tmp_path):
     assert no_pool.returncode == 2
     bad_margin = cli("finetune", "--pool", tmp_path / "pool", "--iterations", "2", "--margin", "2", "--events", env=env)
     assert bad_margin.returncode == 2 and "margin" in bad_margin.last["message"]
+    bad_lr = cli("finetune", "--pool", tmp_path / "pool", "--iterations", "2", "--lr", "0", "--events", env=env)
+    assert bad_lr.returncode == 2 and "--lr" in bad_lr.last["message"]
     assert not (tmp_path / "home" / "models").exists()
 
 

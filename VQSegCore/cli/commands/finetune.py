@@ -36,6 +36,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--resume", action="store_true", help="continue the last unfinished fine-tune of this model")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--crop-size", type=int, default=96)
+    parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default 1e-4, a tenth of training from scratch)")
     parser.add_argument("--validate-every", type=int, default=50, metavar="N")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -59,9 +60,11 @@ def run(args: argparse.Namespace, context) -> dict:
         raise InputError("finetune needs --minutes M or --iterations N", "e.g. --minutes 10")
     if not 0 <= args.margin < 1:
         raise InputError(f"--margin must be in [0, 1), got {args.margin}")
+    if args.lr is not None and not 0 < args.lr < 1:
+        raise InputError(f"--lr must be in (0, 1), got {args.lr}", "e.g. --lr 1e-4")
     return finetune(
         resolve_pool(args.pool), model_name=args.model or DEFAULT_MODEL_NAME, iterations=args.iterations, minutes=args.minutes,
         margin=args.margin, supervised_only=args.supervised_only, seed=args.seed, device=args.device, batch_size=args.batch_size,
-        crop_size=args.crop_size, validate_every=args.validate_every, resume=args.resume, reporter=context.reporter,
+        crop_size=args.crop_size, **({"lr": args.lr} if args.lr else {}), validate_every=args.validate_every, resume=args.resume, reporter=context.reporter,
         cancel=context.cancel,
     )
