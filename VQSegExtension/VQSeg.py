@@ -349,14 +349,18 @@ class VQSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 packages=", ".join(installed)), windowTitle=_("VQSeg"))
         return True
 
+    def _cancelledOrBlocked(self, action: str) -> bool:
+        """A click on a running action's button cancels it; otherwise the dependencies must be there."""
+        if self._activeAction == action:
+            self.logic.cancel()
+            self._showStatus(_("Cancelling..."))
+            return True
+        return not self._ensureDependencies()
+
     # ---- Segment --------------------------------------------------------------------------------
 
     def onSegmentButton(self) -> None:
-        if self._activeAction == "segment":
-            self.logic.cancel()
-            self._showStatus(_("Cancelling..."))
-            return
-        if not self._ensureDependencies():
+        if self._cancelledOrBlocked("segment"):
             return
         node = self._parameterNode
         self.ui.oodWarningLabel.hide()
@@ -439,11 +443,7 @@ class VQSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # ---- Fine-tune and models -------------------------------------------------------------------
 
     def onFinetuneButton(self) -> None:
-        if self._activeAction == "finetune":
-            self.logic.cancel()
-            self._showStatus(_("Cancelling..."))
-            return
-        if not self._ensureDependencies():
+        if self._cancelledOrBlocked("finetune"):
             return
         node = self._parameterNode
         self.ui.finetuneVerdictLabel.text = ""
