@@ -15,7 +15,7 @@ if not hasattr(slicer, "vtkMRMLScene"):  # a stand-in `slicer` left in sys.modul
     pytest.skip("needs the real slicer-core wheel, not a stand-in: make test-mrml", allow_module_level=True)
 
 REPO = Path(__file__).resolve().parents[2]
-for folder in (REPO, REPO / "VQSegExtension"):  # VQSegCore (the pool) and VQSegLib
+for folder in (REPO, REPO / "VQSegExtension", Path(__file__).resolve().parent):  # VQSegCore (the pool), VQSegLib, mrml_images
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 

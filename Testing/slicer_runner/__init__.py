@@ -1,0 +1,1 @@
+"""Tests in a package of their own, so their conftest does not replace Testing/conftest.py as `conftest`."""
