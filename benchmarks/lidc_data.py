@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 from scipy.ndimage import gaussian_filter1d  # noqa: E402
 
-from benchmarks.report import RESULTS, write_report  # noqa: E402
+from benchmarks.report import write_report  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "lidc"
 DEFAULT_CACHE = Path(__file__).resolve().parents[1] / "benchmarks" / "cache" / "lidc_hu"
