@@ -1,12 +1,15 @@
-"""`vqseg finetune` under torchrun: 2 gloo CPU ranks train, rank 0 alone writes; a bad pool ends both ranks with exit 2."""
+"""`vqseg finetune` under torchrun: 2 gloo CPU ranks train, rank 0 alone writes; a bad pool ends both ranks with exit 2;
+a torchrun job killed with SIGKILL during training resumes under torchrun and writes one version."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -34,6 +37,29 @@ def _environment(home: Path) -> dict:
 def _torchrun(home: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "VQSegCore",
                            *args], capture_output=True, text=True, timeout=timeout, cwd=REPO, env=_environment(home))
+
+
+def _torchrun_killed_at_iteration(home: Path, iteration: int, *args: str, timeout: float = 240) -> list[dict]:
+    """Start torchrun in its own process group, read rank 0's events until the train progress of `iteration`,
+    then SIGKILL the whole group (torchrun and both ranks) as a lost machine would; the events read."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "VQSegCore", *args]
+    job = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO, env=_environment(home),
+                           start_new_session=True)
+    watchdog = threading.Timer(timeout, os.killpg, (job.pid, signal.SIGKILL))  # never hangs the suite
+    watchdog.start()
+    seen = []
+    try:
+        for line in job.stdout:
+            if line.startswith("{"):
+                seen.append(json.loads(line))
+                if seen[-1]["event"] == "progress" and seen[-1]["stage"] == "train" and seen[-1]["done"] == iteration:
+                    break
+        os.killpg(job.pid, signal.SIGKILL)
+    finally:
+        watchdog.cancel()
+        job.wait()
+        job.stdout.close()
+    return seen
 
 
 def _free_port() -> int:
@@ -92,6 +118,31 @@ def test_two_ranks_write_one_version_whose_weights_are_rank_0s(tmp_path, phantom
     for name in candidate:
         assert torch.equal(candidate[name], saved_by_rank_0[name]), name
     assert "teachers differ" not in done.stderr + done.stdout  # the ranks ended with the same weights
+
+
+@pytest.mark.slow
+def test_a_killed_torchrun_fine_tune_resumes_under_torchrun_and_writes_one_version(tmp_path, phantoms):
+    home = tmp_path / "home"
+    store, pool = make_store_and_pool(tmp_path, phantoms, labelled=3, store_root=home / "models")
+    args = ("finetune", "--pool", str(pool.folder), "--model", MODEL, *FAST_ARGS, "--margin", "0.99", "--events")
+    seen = _torchrun_killed_at_iteration(home, 3, *args)
+    assert any(e["event"] == "progress" and e["stage"] == "train" and e["done"] == 3 for e in seen), seen[-3:]
+    assert [v.version for v in store.versions(MODEL)] == ["v0001"] and store.active(MODEL) == "v0001"
+    (run,) = (store.root / MODEL / ".runs").iterdir()
+    assert json.loads((run / "train" / "checkpoint" / "state.json").read_text())["iteration"] == 2
+    assert not (run / "done.json").exists()
+
+    done = _torchrun(home, *args, "--resume")
+    assert done.returncode == 0, done.stderr[-3000:]
+    events = _events(done.stdout)
+    assert any(e["event"] == "log" and "resumed at iteration 2" in e["message"] for e in events)
+    (result,) = [e for e in events if e["event"] == "result"]
+    assert (result["version"], result["parent"], result["run"]) == ("v0002", "v0001", str(run))
+    assert [v.version for v in store.versions(MODEL)] == ["v0001", "v0002"] and store.active(MODEL) == "v0002"
+    assert json.loads((run / "done.json").read_text()) == {"version": "v0002", "promoted": True}
+    card = json.loads((store.path(MODEL, "v0002") / "card.json").read_text())
+    assert card["training"]["world_size"] == 2 and card["training"]["iterations_done"] == 4
+    assert pool.verify().intact
 
 
 def test_a_bad_pool_ends_both_ranks_with_exit_2_and_the_same_message(tmp_path):
