@@ -20,6 +20,10 @@ def test_finetune_bad_input_exits_2(cli, tmp_path):
     assert bad_margin.returncode == 2 and "margin" in bad_margin.last["message"]
     bad_lr = cli("finetune", "--pool", tmp_path / "pool", "--iterations", "2", "--lr", "0", "--events", env=env)
     assert bad_lr.returncode == 2 and "--lr" in bad_lr.last["message"]
+    bad_warmup = cli("finetune", "--pool", tmp_path / "pool", "--iterations", "2", "--supervised-warmup", "1", "--events", env=env)
+    assert bad_warmup.returncode == 2 and "--supervised-warmup" in bad_warmup.last["message"]
+    bad_batch = cli("finetune", "--pool", tmp_path / "pool", "--iterations", "2", "--unlabelled-batch-size", "0", "--events", env=env)
+    assert bad_batch.returncode == 2 and "batch sizes" in bad_batch.last["message"]
     assert not (tmp_path / "home" / "models").exists()
 
 
@@ -45,3 +49,18 @@ def test_models_list_activate_rollback_export_import(cli, tmp_path):
     assert cli("models", "activate", "lung@v0042", "--events", env=env).returncode == 2
     (tmp_path / "junk.tar").write_bytes(b"not a tar")
     assert cli("models", "import", tmp_path / "junk.tar", "--name", "lung", "--events", env=env).returncode == 2
+
+
+def test_finetune_help_states_the_library_defaults():
+    """The CLI leaves lr and warm-up unset so finetune()'s defaults apply; its help must name those values."""
+    import argparse
+    import re
+
+    from VQSegCore.cli.commands import finetune as command
+    from VQSegCore.finetune.run import FINETUNE_LR, FINETUNE_WARMUP
+
+    parser = command.register(argparse.ArgumentParser().add_subparsers())
+    options = {action.dest: action.help for action in parser._actions}
+    stated = {dest: float(re.search(r"default ([0-9.e-]+)", options[dest]).group(1)) for dest in ("lr", "supervised_warmup")}
+    assert stated == {"lr": FINETUNE_LR, "supervised_warmup": FINETUNE_WARMUP}
+    assert "half of --batch-size" in options["unlabelled_batch_size"]

@@ -175,3 +175,16 @@ def test_bf16_autocast_trains_on_cpu_and_fp16_needs_cuda(dataset, tmp_path):
     assert json.loads((tmp_path / "bf16" / "run.json").read_text())["precision"] == "bf16"
     weights = load_file(str(tmp_path / "bf16" / "last" / "weights.safetensors"))
     assert all(t.dtype != torch.bfloat16 for t in weights.values())  # autocast: the weights stay float32
+
+
+def test_supervised_warmup_learns_from_labels_only_for_its_share_of_the_budget(dataset, tmp_path):
+    spec = DatasetSpec.load(dataset)
+    recorder = Recorder()
+    train(spec, TINY, tmp_path / "run", iterations=4, supervised_warmup=0.5, validate_every=1000, checkpoint_every=1000,
+          reporter=recorder, **FAST)
+    steps = [e[3] for e in recorder.progress_events if e[0] == "train"]
+    assert ["unsup" in step for step in steps] == [False, False, True, True]  # progress 0, 1/4 | 2/4, 3/4
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["supervised_warmup"] == 0.5
+    with pytest.raises(InputError, match="warm-up"):
+        train(spec, TINY, tmp_path / "bad", iterations=2, supervised_warmup=1.0, **FAST)
+    assert not (tmp_path / "bad").exists()

@@ -4,7 +4,9 @@
 
 1. The pool's cases become a dataset spec; labelled cases are held out by `holdout.py`.
 2. Training starts from the active version's weights (from scratch when the store has none), on
-   the remaining labelled cases plus every unlabelled one, under a time or iteration budget.
+   the remaining labelled cases alone for the first 70% of a time or iteration budget (the
+   supervised warm-up), then on them plus every unlabelled one (half as many unlabelled crops per
+   step as labelled, each in two strong views, as the authors' code).
    Its folder is `<store>/<name>/.runs/<run>/`; `resume=True` continues the last unfinished run.
 3. Parent and candidate (the last EMA teacher, never selected on the held-out cases) are scored on
    the held-out cases; the gate (`gate.py`) decides. The candidate always becomes a new version:
@@ -50,6 +52,10 @@ RUNS = ".runs"
 # Ten times below training from scratch: a fresh AdamW at 1e-3 on a trained model wipes out what it knew
 # within a few dozen steps on a handful of cases (measured with vqseg demo: held-out Dice 0.20 → 0.00).
 FINETUNE_LR = 1e-4
+# Labelled cases only for the first 70% of the budget, then semi-supervised: on a new kind of image the
+# parent's pseudo-labels are confident and wrong, and learning from them at once sets the student back
+# (chosen among 0, 0.5 and 0.7 on benchmarks/finetune.py's development phantoms; results there).
+FINETUNE_WARMUP = 0.7
 DONE_FILE = "done.json"
 PLAN_FILE = "plan.json"
 SPEC_FILE = "spec.json"
@@ -100,9 +106,11 @@ def finetune(
     minutes: float | None = None,
     margin: float = DEFAULT_MARGIN,
     supervised_only: bool = False,
+    supervised_warmup: float = FINETUNE_WARMUP,
     seed: int = 0,
     device: str = "auto",
     batch_size: int = 8,
+    unlabelled_batch_size: int | None = None,
     crop_size: int = 96,
     lr: float = FINETUNE_LR,
     validate_every: int = 50,
@@ -114,12 +122,19 @@ def finetune(
 ) -> dict:
     """Fine-tune, gate and write a new version; the same result dict on every rank.
 
+    `unlabelled_batch_size`: unlabelled crops per step (default: half of `batch_size`, as the authors' code).
     `distributed`: the torchrun ranks (default: read from the environment; one process without torchrun).
     """
     import torch.distributed
 
     if iterations is None and minutes is None:
         raise InputError("fine-tuning needs --minutes M or --iterations N", "e.g. --minutes 10")
+    if unlabelled_batch_size is None:
+        unlabelled_batch_size = max(1, batch_size // 2)
+    if batch_size < 1 or unlabelled_batch_size < 1:  # checked before a run folder exists: bad input writes nothing
+        raise InputError(f"batch sizes must be >= 1, got {batch_size} labelled and {unlabelled_batch_size} unlabelled")
+    if not 0.0 <= supervised_warmup < 1.0:
+        raise InputError(f"the supervised warm-up must be a fraction in [0, 1), got {supervised_warmup}")
     store = store or ModelStore()
     ranks = distributed or Distributed.from_environment()
     joined_here = ranks.enabled and not torch.distributed.is_initialized()
@@ -129,9 +144,10 @@ def finetune(
         plan = ranks.on_main(lambda: _prepare(Path(pool_folder), store, model_name, resume))
         spec = DatasetSpec.load(plan.run / SPEC_FILE)
         started = datetime.datetime.now(datetime.timezone.utc)
-        summary = _train(plan, spec, iterations=iterations, minutes=minutes, batch_size=batch_size, crop_size=crop_size, lr=lr, seed=seed,
-                         supervised_only=supervised_only, validate_every=validate_every, recorder=recorder, cancel=cancel,
-                         device=device, ranks=ranks)
+        summary = _train(plan, spec, iterations=iterations, minutes=minutes, batch_size=batch_size,
+                         unlabelled_batch_size=unlabelled_batch_size, crop_size=crop_size, lr=lr, seed=seed,
+                         supervised_only=supervised_only, supervised_warmup=supervised_warmup, validate_every=validate_every,
+                         recorder=recorder, cancel=cancel, device=device, ranks=ranks)
         return ranks.on_main(lambda: _conclude(plan, spec, store, model_name, summary, recorder, margin=margin,
                                                supervised_only=supervised_only, device=device, cancel=cancel, started=started))
     finally:
@@ -205,13 +221,14 @@ def _check_same_pool(run: Path, pool_folder: Path) -> None:
 
 
 # ---- training (every rank) ---------------------------------------------------------------------
-def _train(plan: Plan, spec: DatasetSpec, *, iterations, minutes, batch_size, crop_size, lr, seed, supervised_only, validate_every,
-           recorder, cancel, device, ranks: Distributed) -> dict:
+def _train(plan: Plan, spec: DatasetSpec, *, iterations, minutes, batch_size, unlabelled_batch_size, crop_size, lr, seed,
+           supervised_only, supervised_warmup, validate_every, recorder, cancel, device, ranks: Distributed) -> dict:
     from VQSegCore.train.loop import train
 
     return train(
         spec, _config_for(plan.parent_dir, spec), plan.run / TRAIN_DIR, iterations=iterations, minutes=minutes,
-        batch_size=batch_size, crop_size=crop_size, lr=lr, seed=seed, supervised_only=supervised_only, validate_every=validate_every,
+        batch_size=batch_size, unlabelled_batch_size=unlabelled_batch_size, crop_size=crop_size, lr=lr, seed=seed,
+        supervised_only=supervised_only, supervised_warmup=supervised_warmup, validate_every=validate_every,
         checkpoint_every=validate_every, resume=plan.resume_training, reporter=recorder, cancel=cancel, device=device,
         initial_model=plan.parent_dir, distributed=ranks,
     )
@@ -235,7 +252,7 @@ def _conclude(plan: Plan, spec: DatasetSpec, store: ModelStore, model_name: str,
     if verdict.promote and not _activated_before(store, model_name, version):
         store.activate(model_name, version, reason="fine-tune passed the gate")
     recorder.progress("report", 0, 1, version=version)
-    files = _write_report(plan, spec, store, model_name, version, summary, recorder, scored, verdict, supervised_only, started)
+    files = _write_report(plan, spec, store, model_name, version, summary, recorder, scored, verdict, started)
     write_json_atomic(plan.run / DONE_FILE, {"version": version, "promoted": verdict.promote})
     recorder.progress("report", 1, 1, version=version)
     return {
@@ -281,7 +298,7 @@ def _recorded_verdict(info) -> Verdict:
 
 
 def _write_report(plan: Plan, spec: DatasetSpec, store: ModelStore, model_name: str, version: str, summary: dict,
-                  recorder: _Recorder, scored: dict, verdict: Verdict, supervised_only: bool, started: datetime.datetime) -> list[Path]:
+                  recorder: _Recorder, scored: dict, verdict: Verdict, started: datetime.datetime) -> list[Path]:
     held_out = spec.labelled("val")
     overlays = [overlay_item(case.id, case.image, _label_array(case), {k: v[case.id] for k, v in scored["predictions"].items()})
                 for case in held_out[:3]]
@@ -289,10 +306,17 @@ def _write_report(plan: Plan, spec: DatasetSpec, store: ModelStore, model_name: 
         "model": model_name, "version": version, "parent": plan.parent_version or "none (from scratch)", "pool": plan.pool,
         "labelled for training": len(spec.labelled("train")), "unlabelled": len([c for c in spec.cases("train") if not c.labelled]),
         "held out": len(held_out), "iterations": summary["iterations"], "minutes": round(summary["elapsed_s"] / 60, 2),
-        "mode": "supervised only" if supervised_only else "semi-supervised (QPM)", "started": started.isoformat(timespec="seconds"),
+        "mode": _mode(read_card(store.path(model_name, version)).get("training", {})), "started": started.isoformat(timespec="seconds"),
     }
     return write_finetune_report(store.path(model_name, version), curves=recorder.curves, validation=recorder.validation,
                                  scores=scored["scores"], verdict=verdict, summary=report_summary, overlays=overlays)
+
+
+def _mode(training: dict) -> str:
+    if training.get("supervised_only"):
+        return "supervised only"
+    warmup = training.get("supervised_warmup") or 0.0
+    return "semi-supervised (QPM)" + (f", labelled cases only for the first {warmup:.0%} of the budget" if warmup else "")
 
 
 # ---- run folders -------------------------------------------------------------------------------

@@ -66,10 +66,12 @@ def train(
     iterations: int | None = None,
     minutes: float | None = None,
     batch_size: int = 8,
+    unlabelled_batch_size: int | None = None,
     crop_size: int = 128,
     lr: float = 1e-3,
     seed: int = 0,
     supervised_only: bool = False,
+    supervised_warmup: float = 0.0,
     validate_every: int = 100,
     checkpoint_every: int = 100,
     resume: bool = False,
@@ -95,6 +97,11 @@ def train(
     `initial_model`: a model folder (save_model format) whose weights start the run (fine-tuning);
     its config must build the same network as `config`.
     `precision`: "fp32", "bf16" (autocast; CPU or GPU) or "fp16" (autocast with loss scaling; GPU).
+    `unlabelled_batch_size`: unlabelled crops per step, each seen in two strong views (default
+    `batch_size`; the authors' code uses half of it).
+    `supervised_warmup`: the first fraction (0-1) of the budget trains on the labelled crops only: the
+    teacher's pseudo-labels are not learnt from until the student has learnt from the labels. A model
+    fine-tuned on a new kind of image starts with a teacher that is confidently wrong there.
     `distributed`: the torchrun ranks (default: read from the environment; one process without torchrun).
     """
     if iterations is None and minutes is None:
@@ -103,10 +110,13 @@ def train(
         raise InputError(f"iterations must be >= 1, got {iterations}")
     if minutes is not None and minutes <= 0:
         raise InputError(f"minutes must be > 0, got {minutes}")
-    if batch_size < 1 or validate_every < 1 or checkpoint_every < 1:
-        raise InputError("batch size, --validate-every and --checkpoint-every must be >= 1")
+    unlabelled_batch_size = batch_size if unlabelled_batch_size is None else unlabelled_batch_size
+    if batch_size < 1 or unlabelled_batch_size < 1 or validate_every < 1 or checkpoint_every < 1:
+        raise InputError("batch sizes, --validate-every and --checkpoint-every must be >= 1")
     if optimiser not in ("adamw", "sgd"):
         raise ValueError(f"optimiser must be 'adamw' or 'sgd', got {optimiser!r}")
+    if not 0.0 <= supervised_warmup < 1.0:
+        raise InputError(f"the supervised warm-up must be a fraction in [0, 1), got {supervised_warmup}")
     if precision not in PRECISIONS:
         raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     ranks = distributed or Distributed.from_environment()
@@ -116,8 +126,9 @@ def train(
     dev = ranks.start(device)
     try:
         return _train(spec, config, Path(out_dir), dev, ranks, iterations=iterations, minutes=minutes, batch_size=batch_size,
-                      crop_size=crop_size, lr=lr, seed=seed, supervised_only=supervised_only, validate_every=validate_every,
-                      checkpoint_every=checkpoint_every, resume=resume, reporter=reporter if ranks.is_main else None,
+                      unlabelled_batch_size=unlabelled_batch_size, crop_size=crop_size, lr=lr, seed=seed, supervised_only=supervised_only,
+                      supervised_warmup=supervised_warmup, validate_every=validate_every, checkpoint_every=checkpoint_every,
+                      resume=resume, reporter=reporter if ranks.is_main else None,
                       cancel=cancel, optimiser=optimiser, weight_decay=weight_decay, foreground_fraction=foreground_fraction,
                       include_labelled_as_unlabelled=include_labelled_as_unlabelled, cache_dir=cache_dir,
                       step_options=step_options, precision=precision, foundation=foundation,
@@ -128,8 +139,9 @@ def train(
 
 
 def _train(spec, config: VQSegConfig, out_dir: Path, dev: torch.device, ranks: Distributed, *, iterations, minutes, batch_size,
-           crop_size, lr, seed, supervised_only, validate_every, checkpoint_every, resume, reporter, cancel, optimiser,
-           weight_decay, foreground_fraction, include_labelled_as_unlabelled, cache_dir, step_options, precision,
+           unlabelled_batch_size, crop_size, lr, seed, supervised_only, supervised_warmup, validate_every, checkpoint_every, resume,
+           reporter, cancel, optimiser, weight_decay, foreground_fraction, include_labelled_as_unlabelled, cache_dir, step_options,
+           precision,
            foundation, foundation_weights, initial_model) -> dict:
     reporter = reporter or _NullReporter()
     cancel = cancel or _NoCancel()
@@ -144,8 +156,9 @@ def _train(spec, config: VQSegConfig, out_dir: Path, dev: torch.device, ranks: D
 
     settings = {
         "config": config.to_dict(), "iterations": iterations, "minutes": minutes, "batch_size": batch_size,
-        "crop_size": crop_size, "lr": lr, "seed": seed, "supervised_only": supervised_only, "optimiser": optimiser,
-        "weight_decay": weight_decay, "foreground_fraction": foreground_fraction,
+        "unlabelled_batch_size": unlabelled_batch_size, "crop_size": crop_size, "lr": lr, "seed": seed,
+        "supervised_only": supervised_only, "supervised_warmup": supervised_warmup, "optimiser": optimiser, "weight_decay": weight_decay,
+        "foreground_fraction": foreground_fraction,
         "include_labelled_as_unlabelled": include_labelled_as_unlabelled, "dataset": str(spec.path) if spec.path else None,
         "precision": precision, "world_size": ranks.world_size, "foundation": foundation,
         "foundation_weights": str(foundation_weights) if foundation_weights else None,
@@ -265,8 +278,9 @@ def _train(spec, config: VQSegConfig, out_dir: Path, dev: torch.device, ranks: D
             for group in opt.param_groups:
                 group["lr"] = poly_lr(lr, progress)
             x_l, y_l = sampler.labelled_batch(batch_size)
-            x_u = None if supervised_only else sampler.unlabelled_batch(batch_size).to(dev)
-            logs = step(x_l.to(dev), y_l.to(dev), x_u, generator=generator, supervised_only=supervised_only)
+            labels_only = supervised_only or progress < supervised_warmup  # the same on every rank: progress is agreed
+            x_u = None if labels_only else sampler.unlabelled_batch(unlabelled_batch_size).to(dev)
+            logs = step(x_l.to(dev), y_l.to(dev), x_u, generator=generator, supervised_only=labels_only)
             iteration += 1
             usage = student.quantizer.usage()
             student.quantizer.reset_usage()
@@ -346,8 +360,11 @@ def _check_out_folder(out_dir: Path, settings: dict, resume: bool) -> None:
         if checkpoint_folder(out_dir) is None or not run_file.is_file():
             raise InputError(f"--resume: {out_dir} holds no training checkpoint", "start a new run without --resume")
         previous = json.loads(run_file.read_text(encoding="utf-8"))
-        keys = ("config", "batch_size", "crop_size", "lr", "seed", "supervised_only", "optimiser", "iterations", "minutes",
-                "precision", "foundation", "world_size")
+        keys = ("config", "batch_size", "unlabelled_batch_size", "crop_size", "lr", "seed", "supervised_only", "supervised_warmup",
+                "optimiser", "iterations", "minutes", "precision", "foundation", "world_size")
+        # runs written before these settings existed had none
+        previous.setdefault("supervised_warmup", 0.0)
+        previous.setdefault("unlabelled_batch_size", previous.get("batch_size"))
         changed = [k for k in keys if previous.get(k) != json.loads(json.dumps(settings.get(k)))]
         if changed:
             raise InputError(f"--resume: the run in {out_dir} used different settings ({', '.join(changed)})",

@@ -33,8 +33,13 @@ def register(subparsers) -> argparse.ArgumentParser:
     budget.add_argument("--iterations", type=int, help="training iterations")
     parser.add_argument("--margin", type=float, default=0.01, help="largest held-out Dice loss that still promotes (default 0.01)")
     parser.add_argument("--supervised-only", action="store_true", help="ignore unlabelled cases (the baseline)")
+    parser.add_argument("--supervised-warmup", type=float, default=None, metavar="FRACTION",
+                        help="the first fraction of the budget learns from the labelled cases only, before the teacher's "
+                        "pseudo-labels on the unlabelled ones are used (default 0.7; 0 = semi-supervised from the start)")
     parser.add_argument("--resume", action="store_true", help="continue the last unfinished fine-tune of this model")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=8, help="labelled crops per step (default 8)")
+    parser.add_argument("--unlabelled-batch-size", type=int, default=None, metavar="N",
+                        help="unlabelled crops per step, each in two strong views (default: half of --batch-size)")
     parser.add_argument("--crop-size", type=int, default=96)
     parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default 1e-4, a tenth of training from scratch)")
     parser.add_argument("--validate-every", type=int, default=50, metavar="N")
@@ -60,11 +65,18 @@ def run(args: argparse.Namespace, context) -> dict:
         raise InputError("finetune needs --minutes M or --iterations N", "e.g. --minutes 10")
     if not 0 <= args.margin < 1:
         raise InputError(f"--margin must be in [0, 1), got {args.margin}")
+    if args.supervised_warmup is not None and not 0 <= args.supervised_warmup < 1:
+        raise InputError(f"--supervised-warmup must be a fraction in [0, 1), got {args.supervised_warmup}", "e.g. --supervised-warmup 0.4")
     if args.lr is not None and not 0 < args.lr < 1:
         raise InputError(f"--lr must be in (0, 1), got {args.lr}", "e.g. --lr 1e-4")
     return finetune(
         resolve_pool(args.pool), model_name=args.model or DEFAULT_MODEL_NAME, iterations=args.iterations, minutes=args.minutes,
         margin=args.margin, supervised_only=args.supervised_only, seed=args.seed, device=args.device, batch_size=args.batch_size,
-        crop_size=args.crop_size, **({"lr": args.lr} if args.lr else {}), validate_every=args.validate_every, resume=args.resume, reporter=context.reporter,
-        cancel=context.cancel,
+        crop_size=args.crop_size, validate_every=args.validate_every, resume=args.resume, reporter=context.reporter, cancel=context.cancel,
+        **_given(lr=args.lr, supervised_warmup=args.supervised_warmup, unlabelled_batch_size=args.unlabelled_batch_size),
     )
+
+
+def _given(**options) -> dict:
+    """The options the user set; the others keep finetune()'s defaults, defined there alone."""
+    return {name: value for name, value in options.items() if value is not None}

@@ -34,7 +34,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--backbone", choices=("unet", "vit_dinov2"), default="unet")
     parser.add_argument("--perturbation", choices=("qpm", "dropout", "none"), default="qpm")
     parser.add_argument("--supervised-only", action="store_true", help="ignore unlabelled data (the supervised baseline)")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=8, help="labelled crops per step (default 8)")
+    parser.add_argument("--unlabelled-batch-size", type=int, default=None, metavar="N",
+                        help="unlabelled crops per step, each in two strong views (default: --batch-size)")
     parser.add_argument("--crop-size", type=int, default=128, help="square crop side in voxels (a multiple of the model's size multiple)")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
@@ -85,8 +87,9 @@ def run(args: argparse.Namespace, context) -> dict:
         raise InputError(f"invalid model settings: {problem}", "check --backbone, --base-width, --depth, --spacing") from problem
     summary = train(
         spec, config, args.out,
-        iterations=args.iterations, minutes=args.minutes, batch_size=args.batch_size, crop_size=args.crop_size,
-        lr=args.lr, seed=args.seed, supervised_only=args.supervised_only, validate_every=args.validate_every,
+        iterations=args.iterations, minutes=args.minutes, batch_size=args.batch_size,
+        unlabelled_batch_size=args.unlabelled_batch_size, crop_size=args.crop_size, lr=args.lr, seed=args.seed,
+        supervised_only=args.supervised_only, validate_every=args.validate_every,
         checkpoint_every=args.checkpoint_every, resume=args.resume, reporter=context.reporter, cancel=context.cancel,
         device=args.device, optimiser=args.optimiser, precision=args.precision, foundation=args.foundation,
         foundation_weights=args.foundation_weights,
