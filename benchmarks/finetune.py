@@ -8,11 +8,15 @@ Target family B (the pool): large tumours (38-55 mm), high noise (45 HU), 2.6x2.
 3. `vqseg finetune --pool P --minutes M` runs once per mode from the same base, each in its own
    process (time and peak RSS measured) and a fresh copy of the store: at the default settings
    semi-supervised, semi-supervised without the supervised warm-up (`--supervised-warmup 0`) and
-   `--supervised-only`; then both modes again at `--lr 1e-3` (ten times the default).
+   `--supervised-only`; then both modes again at `--lr 1e-3` (ten times the default). With
+   `--modes semi,supervised,supervised-matched` the last is supervised-only with as many iterations
+   as the semi-supervised run made: the unlabelled cases' worth per update, their cost aside.
 4. Dice on 10 fresh B phantoms (seeds 400-409): the base model and each candidate. The fine-tune
    warm-up was chosen on other B phantoms (seeds 300-309) and the learning rate on `vqseg demo`.
 
-    .venv/bin/python benchmarks/finetune.py            # writes results/finetune.json and .md
+    .venv/bin/python benchmarks/finetune.py --minutes 4 --work /tmp/ftbench    # results/finetune.json and .md
+    .venv/bin/python benchmarks/finetune.py --minutes 4 --work /tmp/ftbench --reuse-base --seed 1 \
+        --modes semi,supervised,supervised-matched --name finetune_seed1           # results/finetune_seed1.*
 """
 
 from __future__ import annotations
@@ -48,9 +52,17 @@ MODEL = "bench-lung"
 CONFIG = VQSegConfig(unet_base_width=16, unet_depth=4, preprocessing=PreprocessingConfig(spacing_mm=(2.0, 2.0)))
 
 
-MODES = (("semi-supervised", []), ("semi-supervised, no warm-up", ["--supervised-warmup", "0"]),
-         ("supervised only", ["--supervised-only"]), ("semi-supervised, lr 1e-3", ["--lr", "1e-3"]),
-         ("supervised only, lr 1e-3", ["--supervised-only", "--lr", "1e-3"]))
+MODES = {  # key: (row name, extra vqseg finetune options)
+    "semi": ("semi-supervised", []),
+    "semi-no-warmup": ("semi-supervised, no warm-up", ["--supervised-warmup", "0"]),
+    "supervised": ("supervised only", ["--supervised-only"]),
+    "semi-lr1e-3": ("semi-supervised, lr 1e-3", ["--lr", "1e-3"]),
+    "supervised-lr1e-3": ("supervised only, lr 1e-3", ["--supervised-only", "--lr", "1e-3"]),
+    # as many updates as the semi-supervised run made (cost aside: what do the unlabelled cases add per update?)
+    "supervised-matched": ("supervised only, the semi-supervised run's iterations", ["--supervised-only"]),
+}
+PAIRS = {"defaults": ("semi", "supervised"), "lr 1e-3": ("semi-lr1e-3", "supervised-lr1e-3"),
+         "same iterations": ("semi", "supervised-matched")}
 TEST_SEEDS = range(400, 410)  # the development phantoms that chose the defaults were 300-309
 
 
@@ -87,7 +99,14 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=4.0, help="training budget of each fine-tune")
     parser.add_argument("--work", type=Path, default=None, help="keep the work folder here (default: a temporary one)")
     parser.add_argument("--reuse-base", action="store_true", help="keep the base model an earlier run left in --work")
+    parser.add_argument("--modes", default="semi,semi-no-warmup,supervised,semi-lr1e-3,supervised-lr1e-3",
+                        help=f"comma-separated, in order, of {', '.join(MODES)} (default: all but supervised-matched)")
+    parser.add_argument("--seed", type=int, default=0, help="the fine-tunes' --seed (default 0)")
+    parser.add_argument("--name", default="finetune", help="results/NAME.json and .md (default finetune)")
     args = parser.parse_args()
+    modes = args.modes.split(",")
+    if not set(modes) <= set(MODES):
+        parser.error(f"--modes: unknown {sorted(set(modes) - set(MODES))}")
     work = args.work or Path(tempfile.mkdtemp(prefix="vqseg-finetune-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     data = work / "data"
@@ -128,15 +147,22 @@ def main() -> int:
 
     # 3. the fine-tunes, each from the same base
     rows, results = [], {}
-    for index, (mode, extra) in enumerate(MODES):
-        mode_home = work / f"home-{index}"
+    for key in modes:
+        mode, extra = MODES[key]
+        mode_home = work / f"home-{key}"
+        budget = ["--minutes", str(args.minutes)]
+        if key == "supervised-matched":
+            if "semi" not in results:
+                parser.error("--modes: supervised-matched needs semi before it")
+            budget = ["--iterations", str(results["semi"][0]["iterations"])]
         shutil.rmtree(mode_home, ignore_errors=True)
         shutil.copytree(home, mode_home)
         wall, rss, out = run_measured_env([python, "-m", "VQSegCore", "finetune", "--pool", str(mode_home / "pools" / "shift"),
-                                           "--model", MODEL, "--minutes", str(args.minutes), "--device", "cpu", "--events", *extra],
+                                           "--model", MODEL, *budget, "--device", "cpu", "--seed", str(args.seed),
+                                           "--events", *extra],
                                           {"VQSEG_HOME": str(mode_home)})
         result = last_result(out)
-        results[mode] = (result, wall, rss, mode_home)
+        results[key] = (result, wall, rss, mode_home)
 
     # 4. Dice on fresh family-B phantoms
     before = dice_on(store.path(MODEL, version), fresh)
@@ -144,26 +170,28 @@ def main() -> int:
                  "min–max": f"{min(before):.3f}–{max(before):.3f}", "iterations": "", "fine-tune min": "", "peak RSS GB": "",
                  "gate": ""})
     means = {}
-    for mode, (result, wall, rss, mode_home) in results.items():
+    for key, (result, wall, rss, mode_home) in results.items():
+        mode = MODES[key][0]
         candidate = ModelStore(mode_home / "models").path(MODEL, result["version"])
         scores = dice_on(candidate, fresh)
-        means[mode] = float(np.mean(scores))
+        means[key] = float(np.mean(scores))
         rows.append({"model": f"fine-tuned, {mode} ({result['version']})", "mean Dice (10 fresh B)": round(float(np.mean(scores)), 4),
                      "min–max": f"{min(scores):.3f}–{max(scores):.3f}", "iterations": result["iterations"],
                      "fine-tune min": round(wall / 60, 2),
                      "peak RSS GB": round(rss, 2), "gate": "promoted" if result["promoted"] else f"kept: {result['reason']}"})
         print(rows[-1], flush=True)
-    write_report("finetune", rows, {
+    write_report(args.name, rows, {
         "command": "python benchmarks/finetune.py " + " ".join(sys.argv[1:]), "cpu_model": cpu_model(),
         "base_training_s": base.get("elapsed_s"), "base_iterations": base["iterations"], "finetune_minutes_budget": args.minutes,
         "families": {"A": "12-20 mm tumours, 10 HU noise, 2.0x2.0x4 mm, 160x160x40",
                      "B": "38-55 mm tumours, 45 HU noise, 2.6x2.6x5 mm, 128x128x36"},
         "pool": "3 corrected + 10 uncorrected family-B cases; the gate holds out 1 of the 3 corrected cases",
         "targets": {"finetune_minutes": 10, "peak_rss_gb": 4, "semi_beats_supervised": True},
-        "semi_beats_supervised": {"defaults": means["semi-supervised"] > means["supervised only"],
-                                  "lr 1e-3": means["semi-supervised, lr 1e-3"] > means["supervised only, lr 1e-3"]},
-        "iterations": {mode: r[0]["iterations"] for mode, r in results.items()},
-        "finetune_results": {mode: r[0] for mode, r in results.items()},
+        "seed": args.seed,
+        "semi_beats_supervised": {pair: means[semi] > means[supervised] for pair, (semi, supervised) in PAIRS.items()
+                                  if semi in means and supervised in means},
+        "iterations": {MODES[key][0]: r[0]["iterations"] for key, r in results.items()},
+        "finetune_results": {MODES[key][0]: r[0] for key, r in results.items()},
     })
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)

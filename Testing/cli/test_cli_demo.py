@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -32,12 +34,14 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
 def test_demo_runs_the_loop_and_reports_what_it_wrote(cli, tmp_path, tiny_model):
     out = tmp_path / "demo"
     run = cli("demo", "--out", out, "--minutes", "0.2", "--unlabelled", "1", "--model-dir", tmp_path / "tiny", "--device", "cpu",
-              "--events", timeout=600)
+              "--lr", "5e-4", "--events", timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     result = run.last
     assert result["base_version"] == "v0001" and result["new_version"] == "v0002"
     store = ModelStore(out / "home" / "models")
     assert [v.version for v in store.versions("lung-lesion") if v.status != "shipped"] == ["v0001", "v0002"]
+    card = json.loads(store.info("lung-lesion", "v0002").path.joinpath("card.json").read_text())
+    assert card["training"]["lr"] == 5e-4  # --lr reached the fine-tune
     assert store.info("lung-lesion", "v0002").status == ("promoted" if result["promoted"] else "candidate")
     cases = Pool.open(out / "home" / "pools" / "demo").cases()
     assert sorted(c.status for c in cases) == ["labeled", "labeled", "labeled", "unlabeled"]
@@ -63,3 +67,5 @@ def test_demo_refuses_a_used_folder_and_a_missing_model(cli, tmp_path):
     assert not (tmp_path / "fresh" / "home").exists()
     bad_budget = cli("demo", "--out", tmp_path / "fresh", "--minutes", "0", "--events")
     assert bad_budget.returncode == 2
+    bad_lr = cli("demo", "--out", tmp_path / "fresh", "--lr", "2", "--events")
+    assert bad_lr.returncode == 2 and "--lr" in bad_lr.last["message"]

@@ -39,6 +39,7 @@ class DemoSettings:
     device: str = "auto"
     model_name: str = DEFAULT_MODEL_NAME
     base_model: Path | None = None  # a model folder to start from; None: the shipped default model
+    lr: float | None = None  # fine-tuning peak learning rate; None: finetune()'s default
 
 
 def run_demo(settings: DemoSettings, reporter, cancel) -> dict:
@@ -76,7 +77,7 @@ def run_demo(settings: DemoSettings, reporter, cancel) -> dict:
     reporter.log(f"pool: {len(made['corrected'])} corrected and {len(made['unlabelled'])} unlabelled cases")
 
     tuned = finetune(pool.folder, model_name=settings.model_name, minutes=settings.minutes, device=settings.device,
-                     reporter=reporter, cancel=cancel, store=store)
+                     reporter=reporter, cancel=cancel, store=store, **({"lr": settings.lr} if settings.lr is not None else {}))
     after_model = store.path(settings.model_name, tuned["version"])
     after = _segment_all(after_model, made["test"], out / "after", settings.device, reporter, cancel)
 

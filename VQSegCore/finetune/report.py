@@ -57,6 +57,9 @@ def _curves_png(path: Path, curves: list[dict], validation: list[dict], scores: 
         values = [c.get(term) for c in curves]
         if any(v is not None for v in values):
             loss.plot(iterations, _smooth([np.nan if v is None else v for v in values]), label=term, linewidth=1)
+    with_unlabelled = [c["iteration"] for c in curves if c.get("unsup") is not None]
+    if with_unlabelled and with_unlabelled[0] != iterations[0]:  # after the supervised warm-up
+        loss.axvline(with_unlabelled[0], color="grey", linestyle="--", linewidth=1, label="unlabelled from here")
     loss.set(title="training loss (smoothed)", xlabel="iteration", yscale="log")
     loss.legend(fontsize=8)
     if validation:

@@ -1,6 +1,6 @@
 """`vqseg demo`: the whole loop on synthetic chest CT in a few minutes, in a folder of its own.
 
-    vqseg demo [--out demo_out] [--minutes 2.5] [--unlabelled 4] [--model-dir DIR] [--device auto]
+    vqseg demo [--out demo_out] [--minutes 2.5] [--unlabelled 4] [--model-dir DIR] [--lr LR] [--device auto]
 
 Segments two synthetic test cases with the default model, adds three "corrected" cases (their
 truth) and a few unlabelled ones to a demo pool, fine-tunes, segments again, prints a before/after
@@ -28,6 +28,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--minutes", type=float, default=2.5, help="fine-tuning budget (default 2.5)")
     parser.add_argument("--unlabelled", type=int, default=4, help="uncorrected cases in the pool (default 4)")
     parser.add_argument("--model-dir", type=Path, default=None, help="start from this model folder (default: the shipped lung-lesion model)")
+    parser.add_argument("--lr", type=float, default=None, help="fine-tuning peak learning rate (default: vqseg finetune's)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.set_defaults(run=run)
     return parser
@@ -40,6 +41,8 @@ def run(args: argparse.Namespace, context) -> dict:
         raise InputError(f"--minutes {args.minutes}: give 0.2 to 60 minutes", "e.g. --minutes 2.5")
     if not 0 <= args.unlabelled <= 20:
         raise InputError(f"--unlabelled {args.unlabelled}: give 0 to 20", "e.g. --unlabelled 4")
+    if args.lr is not None and not 0 < args.lr < 1:
+        raise InputError(f"--lr must be in (0, 1), got {args.lr}", "e.g. --lr 1e-4")
     if (args.out / "home").exists():
         raise InputError(f"{args.out} already holds a demo", "remove it or give another --out")
     try:
@@ -47,9 +50,9 @@ def run(args: argparse.Namespace, context) -> dict:
     except OSError as problem:
         raise InputError(f"cannot create {args.out}: {problem.strerror}", "give a writable --out folder") from problem
     check_writable_folder(args.out / "demo.png")
-    settings = DemoSettings(out=args.out, minutes=args.minutes, unlabelled=args.unlabelled, device=args.device, base_model=args.model_dir)
-    result = run_demo(settings,
-                      context.reporter, context.cancel)
+    settings = DemoSettings(out=args.out, minutes=args.minutes, unlabelled=args.unlabelled, device=args.device, base_model=args.model_dir,
+                            lr=args.lr)
+    result = run_demo(settings, context.reporter, context.cancel)
     context.reporter.log(_table(result))
     return result
 
