@@ -61,7 +61,8 @@ def _curves_png(path: Path, curves: list[dict], validation: list[dict], scores: 
     if with_unlabelled and with_unlabelled[0] != iterations[0]:  # after the supervised warm-up
         loss.axvline(with_unlabelled[0], color="grey", linestyle="--", linewidth=1, label="unlabelled from here")
     loss.set(title="training loss (smoothed)", xlabel="iteration", yscale="log")
-    loss.legend(fontsize=8)
+    if loss.get_legend_handles_labels()[0]:  # a resumed run that only writes its report has no curves
+        loss.legend(fontsize=8)
     if validation:
         dice.plot([v["iteration"] for v in validation], [v["mean_dice"] for v in validation], marker="o")
     dice.set(title="held-out Dice of the EMA teacher (model grid)", xlabel="iteration", ylim=(0, 1))
