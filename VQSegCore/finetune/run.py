@@ -54,7 +54,8 @@ RUNS = ".runs"
 FINETUNE_LR = 1e-4
 # Labelled cases only for the first 70% of the budget, then semi-supervised: on a new kind of image the
 # parent's pseudo-labels are confident and wrong, and learning from them at once sets the student back
-# (chosen among 0, 0.5 and 0.7 on benchmarks/finetune.py's development phantoms; results there).
+# (chosen among 0, 0.5 and 0.7 on family-B phantoms of benchmarks/finetune.py other than its test
+# phantoms; its results compare 0.7 with 0).
 FINETUNE_WARMUP = 0.7
 DONE_FILE = "done.json"
 PLAN_FILE = "plan.json"
