@@ -2,6 +2,7 @@
 
     phantoms = write_phantoms(folder)                       # 5 phantoms, 64×64×16 at 3 mm
     store, pool = make_store_and_pool(root, phantoms, labelled=3)   # v0001 active; 3 labelled + 2 unlabelled
+    seen = kill_on_event(process, at_progress("train", 3), kill)    # SIGKILL a --events child at a chosen moment
 
 With 3 labelled cases one is held out, so the gate has a case to score; the model is a 4-channel
 U-Net of depth 2, so a few iterations take seconds on a CPU.
@@ -9,7 +10,10 @@ U-Net of depth 2, so a few iterations take seconds on a CPU.
 
 from __future__ import annotations
 
+import json
+import threading
 from pathlib import Path
+from typing import Callable
 
 import SimpleITK as sitk
 import torch
@@ -49,3 +53,31 @@ def make_store_and_pool(root: Path, phantoms: list[tuple[Path, Path]], labelled:
     for index, (image, label) in enumerate(phantoms):
         pool.add(image, label=label if index < labelled else None)
     return store, pool
+
+
+def at_progress(stage: str, done: int) -> Callable[[dict], bool]:
+    """A moment for `kill_on_event`: the progress event of `stage` reaching `done`."""
+    return lambda event: event["event"] == "progress" and event["stage"] == stage and event["done"] == done
+
+
+def kill_on_event(process, moment: Callable[[dict], bool], kill: Callable[[], None], timeout_s: float) -> list[dict]:
+    """Read the `--events` lines of `process` until `moment(event)` holds, then `kill()`; the events read.
+
+    Lines that are not JSON objects (a launcher's own output) are skipped. A run that never reaches the
+    moment is killed by a watchdog after `timeout_s`, so a test fails instead of hanging."""
+    watchdog = threading.Timer(timeout_s, kill)
+    watchdog.start()
+    seen = []
+    try:
+        for line in process.stdout:
+            if not line.startswith("{"):
+                continue
+            seen.append(json.loads(line))
+            if moment(seen[-1]):
+                kill()
+                break
+    finally:
+        watchdog.cancel()
+        process.wait()
+        process.stdout.close()
+    return seen

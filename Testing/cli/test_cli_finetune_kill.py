@@ -12,12 +12,11 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 
-from finetune_setup import FAST_ARGS, MODEL, make_store_and_pool, write_phantoms
+from finetune_setup import FAST_ARGS, MODEL, at_progress, kill_on_event, make_store_and_pool, write_phantoms
 from VQSegCore.model import load_model
 from VQSegCore.models import ModelStore
 from VQSegCore.pool import Pool
@@ -37,24 +36,9 @@ def _finetune(home: Path, pool: Path, *extra: str) -> subprocess.Popen:
 
 def _kill_at(process: subprocess.Popen, moment) -> list[dict]:
     """Read events until `moment(event)` holds, then SIGKILL the process; the events read so far."""
-    watchdog = threading.Timer(KILL_TIMEOUT_S, process.kill)  # a run that never reaches the moment fails, never hangs
-    watchdog.start()
-    seen = []
-    try:
-        for line in process.stdout:
-            seen.append(json.loads(line))
-            if moment(seen[-1]):
-                process.send_signal(signal.SIGKILL)
-                break
-    finally:
-        watchdog.cancel()
-        process.wait()
+    seen = kill_on_event(process, moment, lambda: process.send_signal(signal.SIGKILL), KILL_TIMEOUT_S)
     assert process.returncode == -signal.SIGKILL, f"not killed at the chosen moment; last events: {seen[-3:]}, exit {process.returncode}"
     return seen
-
-
-def _stage(stage: str, done: int):
-    return lambda event: event["event"] == "progress" and event["stage"] == stage and event["done"] == done
 
 
 def _assert_intact(store: ModelStore, pool: Pool, versions: list[str], active: str) -> None:
@@ -79,12 +63,12 @@ def setup(tmp_path):
 def test_killed_while_training_and_while_reporting_then_resumed_writes_one_version(setup):
     home, store, pool = setup
 
-    _kill_at(_finetune(home, pool.folder), _stage("train", 3))
+    _kill_at(_finetune(home, pool.folder), at_progress("train", 3))
     _assert_intact(store, pool, ["v0001"], active="v0001")
     (run,) = (store.root / MODEL / ".runs").iterdir()
     assert json.loads((run / "train" / "checkpoint" / "state.json").read_text())["iteration"] == 2
 
-    seen = _kill_at(_finetune(home, pool.folder, "--resume"), _stage("report", 0))
+    seen = _kill_at(_finetune(home, pool.folder, "--resume"), at_progress("report", 0))
     assert any(e["event"] == "log" and "resumed at iteration 2" in e["message"] for e in seen)
     _assert_intact(store, pool, ["v0001", "v0002"], active="v0002")
     assert not (run / "done.json").exists()

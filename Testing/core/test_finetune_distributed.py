@@ -9,14 +9,13 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from finetune_setup import FAST_ARGS, MODEL, make_store_and_pool, write_phantoms
+from finetune_setup import FAST_ARGS, MODEL, at_progress, kill_on_event, make_store_and_pool, write_phantoms
 from VQSegCore.errors import Cancelled, InputError
 from VQSegCore.models import ModelStore
 from VQSegCore.pool import Pool
@@ -45,21 +44,7 @@ def _torchrun_killed_at_iteration(home: Path, iteration: int, *args: str, timeou
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "VQSegCore", *args]
     job = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO, env=_environment(home),
                            start_new_session=True)
-    watchdog = threading.Timer(timeout, os.killpg, (job.pid, signal.SIGKILL))  # never hangs the suite
-    watchdog.start()
-    seen = []
-    try:
-        for line in job.stdout:
-            if line.startswith("{"):
-                seen.append(json.loads(line))
-                if seen[-1]["event"] == "progress" and seen[-1]["stage"] == "train" and seen[-1]["done"] == iteration:
-                    break
-        os.killpg(job.pid, signal.SIGKILL)
-    finally:
-        watchdog.cancel()
-        job.wait()
-        job.stdout.close()
-    return seen
+    return kill_on_event(job, at_progress("train", iteration), lambda: os.killpg(job.pid, signal.SIGKILL), timeout)
 
 
 def _free_port() -> int:

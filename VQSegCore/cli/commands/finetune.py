@@ -65,8 +65,6 @@ def run(args: argparse.Namespace, context) -> dict:
         raise InputError("finetune needs --minutes M or --iterations N", "e.g. --minutes 10")
     if not 0 <= args.margin < 1:
         raise InputError(f"--margin must be in [0, 1), got {args.margin}")
-    if args.supervised_warmup is not None and not 0 <= args.supervised_warmup < 1:
-        raise InputError(f"--supervised-warmup must be a fraction in [0, 1), got {args.supervised_warmup}", "e.g. --supervised-warmup 0.4")
     if args.lr is not None and not 0 < args.lr < 1:
         raise InputError(f"--lr must be in (0, 1), got {args.lr}", "e.g. --lr 1e-4")
     return finetune(
