@@ -103,3 +103,30 @@ def test_time_budget_and_a_refused_folder_end_every_rank_together(dataset, tmp_p
     refused = torchrun(*common, "--out", str(tmp_path / "nothing"), "--iterations", "2", "--resume", timeout=120)
     assert refused.returncode != 0
     assert refused.stderr.count("holds no training checkpoint") + refused.stdout.count("holds no training checkpoint") >= 1
+
+
+def test_a_joined_process_group_is_left_after_a_barrier_only_when_the_run_ended_cleanly(monkeypatch):
+    """A clean end meets in a barrier before the group is destroyed (no rank tears down under another's last
+    broadcast); an error destroys it at once (a rank that failed alone must not wait in a barrier)."""
+    calls, joined = [], [False]
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: joined[0])
+    monkeypatch.setattr(torch.distributed, "init_process_group", lambda *a, **k: (calls.append("init"), joined.__setitem__(0, True)))
+    monkeypatch.setattr(torch.distributed, "barrier", lambda *a, **k: calls.append("barrier"))
+    monkeypatch.setattr(torch.distributed, "destroy_process_group", lambda *a, **k: (calls.append("destroy"), joined.__setitem__(0, False)))
+    ranks = Distributed(rank=1, local_rank=1, world_size=2)
+
+    with ranks.joined("cpu") as device:
+        assert device == torch.device("cpu") and calls == ["init"]
+    assert calls == ["init", "barrier", "destroy"]
+
+    calls.clear()
+    with pytest.raises(InputError):
+        with ranks.joined("cpu"):
+            raise InputError("bad pool")
+    assert calls == ["init", "destroy"]
+
+    calls.clear()
+    joined[0] = True  # joined by the caller (e.g. train() inside finetune()): the caller leaves it
+    with ranks.joined("cpu"):
+        pass
+    assert calls == []

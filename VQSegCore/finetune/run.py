@@ -126,8 +126,6 @@ def finetune(
     `unlabelled_batch_size`: unlabelled crops per step (default: half of `batch_size`, as the authors' code).
     `distributed`: the torchrun ranks (default: read from the environment; one process without torchrun).
     """
-    import torch.distributed
-
     if iterations is None and minutes is None:
         raise InputError("fine-tuning needs --minutes M or --iterations N", "e.g. --minutes 10")
     if unlabelled_batch_size is None:
@@ -138,9 +136,7 @@ def finetune(
         raise InputError(f"--supervised-warmup must be a fraction in [0, 1), got {supervised_warmup}", "e.g. --supervised-warmup 0.7")
     store = store or ModelStore()
     ranks = distributed or Distributed.from_environment()
-    joined_here = ranks.enabled and not torch.distributed.is_initialized()
-    ranks.start(device)  # the process group must exist before rank 0 shares its plan
-    try:
+    with ranks.joined(device):  # the process group must exist before rank 0 shares its plan
         recorder = _Recorder(reporter)
         plan = ranks.on_main(lambda: _prepare(Path(pool_folder), store, model_name, resume))
         spec = DatasetSpec.load(plan.run / SPEC_FILE)
@@ -151,9 +147,6 @@ def finetune(
                          recorder=recorder, cancel=cancel, device=device, ranks=ranks)
         return ranks.on_main(lambda: _conclude(plan, spec, store, model_name, summary, recorder, margin=margin,
                                                supervised_only=supervised_only, device=device, cancel=cancel, started=started))
-    finally:
-        if joined_here:
-            ranks.stop()
 
 
 # ---- preparing (rank 0) ------------------------------------------------------------------------

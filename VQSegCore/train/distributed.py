@@ -19,9 +19,10 @@ without those assumptions.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Callable, TypeVar
+from typing import Callable, Iterator, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -189,6 +190,27 @@ class Distributed:
     def stop(self) -> None:
         if self.enabled and dist.is_initialized():
             dist.destroy_process_group()
+
+    @contextmanager
+    def joined(self, device_request: str) -> Iterator[torch.device]:
+        """`start()`, and at the end leave the process group if this call joined it.
+
+        After a clean run every rank first meets in a barrier, so no rank closes its connections while
+        another still reads the last broadcast from them (a gloo rank torn down that way can die with
+        SIGABRT after its work is done). After an error there is no barrier: a rank that failed alone
+        would leave the others waiting in it.
+        """
+        joined_here = self.enabled and not dist.is_initialized()
+        device = self.start(device_request)
+        try:
+            yield device
+        except BaseException:
+            if joined_here:
+                self.stop()
+            raise
+        if joined_here:
+            self.barrier()
+            self.stop()
 
 
 def _portable(problem: Exception) -> tuple[str, str, str]:

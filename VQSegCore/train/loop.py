@@ -122,9 +122,7 @@ def train(
     ranks = distributed or Distributed.from_environment()
     if precision == "fp16" and not (device == "cuda" or (device == "auto" and torch.cuda.is_available())):
         raise InputError("fp16 mixed precision needs a CUDA device", "use --precision bf16 on a CPU, or fp32")
-    joined_here = ranks.enabled and not torch.distributed.is_initialized()
-    dev = ranks.start(device)
-    try:
+    with ranks.joined(device) as dev:
         return _train(spec, config, Path(out_dir), dev, ranks, iterations=iterations, minutes=minutes, batch_size=batch_size,
                       unlabelled_batch_size=unlabelled_batch_size, crop_size=crop_size, lr=lr, seed=seed, supervised_only=supervised_only,
                       supervised_warmup=supervised_warmup, validate_every=validate_every, checkpoint_every=checkpoint_every,
@@ -133,9 +131,6 @@ def train(
                       include_labelled_as_unlabelled=include_labelled_as_unlabelled, cache_dir=cache_dir,
                       step_options=step_options, precision=precision, foundation=foundation,
                       foundation_weights=foundation_weights, initial_model=initial_model)
-    finally:
-        if joined_here:
-            ranks.stop()
 
 
 def _train(spec, config: VQSegConfig, out_dir: Path, dev: torch.device, ranks: Distributed, *, iterations, minutes, batch_size,
