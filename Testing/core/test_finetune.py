@@ -35,6 +35,16 @@ def test_holdout_rule_is_stable_and_needs_three_labelled_cases():
     assert split_for_validation(cases[:2] + cases[4:])[1] == []
 
 
+def test_pools_filled_in_the_same_order_hold_out_the_same_case_whatever_the_ids_random_suffix():
+    def pool_cases(suffixes: list[str]) -> list[Case]:
+        return [Case(f"case-{i + 1:04d}-{suffix}", Path(f"/x/{i}"), "train", Path(f"/y/{i}") if i < 6 else None)
+                for i, suffix in enumerate(suffixes)]
+
+    first, second = pool_cases([f"{i:06x}" for i in range(9)]), pool_cases([f"{0xabc000 + 3 * i:06x}" for i in range(9)])
+    held_first, held_second = split_for_validation(first)[1], split_for_validation(second)[1]
+    assert len(held_first) == 2 and [c.id[:9] for c in held_first] == [c.id[:9] for c in held_second]
+
+
 def test_gate_promotes_within_the_margin_only():
     assert decide({"parent": {"a": 0.80}, "candidate": {"a": 0.795}}, 0.01).promote
     kept = decide({"parent": {"a": 0.80, "b": 0.70}, "candidate": {"a": 0.70, "b": 0.70}}, 0.01)
