@@ -207,6 +207,8 @@ class VQSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGuiState)
 
     def onSceneStartClose(self, caller, event) -> None:
+        if self._activeAction == "segment":  # its result belongs to nodes the close removes; a fine-tune writes no node and goes on
+            self.logic.cancel()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -663,6 +665,10 @@ class VQSegLogic(ScriptedLoadableModuleLogic):
             importResult=lambda run: self._importSegmentation(run.result, inputVolume, segmentationNode, bool(box and box.rotated)))
 
     def _importSegmentation(self, result: dict, inputVolume, segmentationNode, roiRotated: bool) -> SegmentOutcome:
+        if not scene.isInScene(inputVolume):
+            raise ValueError(_("The input volume was removed from the scene while it was being segmented. Load it again and segment it."))
+        if not scene.isInScene(segmentationNode):
+            segmentationNode = None  # removed while the run went on: the result goes into a new segmentation
         modelFolder = result["model"]
         classes = model_card.modelClassTable(modelFolder)
         previousVolume = scene.referenceVolumeOf(segmentationNode)
@@ -676,6 +682,7 @@ class VQSegLogic(ScriptedLoadableModuleLogic):
                                       model_card.modelVersionLabel(modelFolder))
         if previousVolume is None or previousVolume.GetID() != inputVolume.GetID():
             segmentation_tags.forgetPoolCase(segmentationNode)  # another image: a new case
+        scene.removeUncertaintyOverlay(slicer.mrmlScene, segmentationNode)  # the last run's map no longer matches this result
         uncertaintyNode = None
         if result.get("uncertainty"):
             uncertaintyNode = self._showUncertainty(result["uncertainty"], inputVolume, segmentationNode)
@@ -684,11 +691,7 @@ class VQSegLogic(ScriptedLoadableModuleLogic):
                               result_text.segmentSummary(result, classNames), roiRotated, result)
 
     def _showUncertainty(self, path: str, inputVolume, segmentationNode):
-        """Load the uncertainty map as a heat overlay over the input; replaces this segmentation's previous one."""
-        previousId = segmentation_tags.uncertaintyNodeIdOf(segmentationNode)
-        previous = slicer.mrmlScene.GetNodeByID(previousId) if previousId else None
-        if previous is not None:
-            slicer.mrmlScene.RemoveNode(previous)
+        """Load the uncertainty map as a heat overlay over the input."""
         node = segio.loadVolumeFromFile(slicer.mrmlScene, path, name=_("{volume} uncertainty").format(volume=inputVolume.GetName()))
         node.SetAndObserveTransformNodeID(inputVolume.GetTransformNodeID())
         segmentation_tags.recordUncertaintyNodeId(segmentationNode, node.GetID())

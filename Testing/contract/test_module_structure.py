@@ -1,5 +1,7 @@
 """The module file follows Slicer's conventions; the GUI never installs or imports torch at import; the core is Slicer-free."""
 
+import ast
+
 import contract_checks as checks
 from contract_checks import EXTENSION, REPO
 
@@ -45,3 +47,12 @@ def test_core_never_imports_slicer_qt_ctk_or_vtk():
     assert checks.forbiddenCoreImports("def f():\n    from slicer.util import arrayFromVolume\n")
     assert checks.forbiddenCoreImports("import vtk.util.numpy_support\n")
     assert not checks.forbiddenCoreImports("import vtkish\nimport SimpleITK\n")
+
+
+def test_a_scene_close_cancels_a_running_segment_and_an_import_checks_that_its_nodes_are_still_there(moduleSource):
+    functions = {f.name: ast.unparse(f) for f in ast.walk(ast.parse(moduleSource)) if isinstance(f, ast.FunctionDef)}
+    close = functions["onSceneStartClose"]
+    assert "self._activeAction == 'segment'" in close and "self.logic.cancel()" in close
+    importer = functions["_importSegmentation"]
+    assert "scene.isInScene(inputVolume)" in importer and "raise ValueError" in importer
+    assert "scene.removeUncertaintyOverlay(" in importer  # no heat map of an earlier run over a new result

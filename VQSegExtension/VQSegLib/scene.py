@@ -6,7 +6,23 @@ Needs Slicer (imported inside the functions, so importing this file stays cheap)
 
 from typing import Dict, List
 
+from VQSegLib import segmentation_tags
+
 HEAT_OVERLAY_OPACITY = 0.4
+
+
+def isInScene(node) -> bool:
+    """False for None and for a node removed from its scene (by the user or a scene close) while a run went on."""
+    return node is not None and node.GetScene() is not None
+
+
+def removeUncertaintyOverlay(scene, segmentationNode) -> None:
+    """Remove the uncertainty map last shown for this segmentation: a new result replaces it, or has none."""
+    nodeId = segmentation_tags.uncertaintyNodeIdOf(segmentationNode)
+    previous = scene.GetNodeByID(nodeId) if nodeId else None
+    if previous is not None:
+        scene.RemoveNode(previous)
+    segmentation_tags.forgetUncertaintyNodeId(segmentationNode)
 
 
 def referenceVolumeOf(segmentationNode):

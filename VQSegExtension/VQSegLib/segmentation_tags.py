@@ -78,3 +78,7 @@ def recordUncertaintyNodeId(node, nodeId: str) -> None:
 
 def uncertaintyNodeIdOf(node) -> str:
     return _get(node, UNCERTAINTY_NODE_ID)
+
+
+def forgetUncertaintyNodeId(node) -> None:
+    _clear(node, UNCERTAINTY_NODE_ID)

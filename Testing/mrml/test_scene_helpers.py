@@ -1,0 +1,34 @@
+"""Scene helpers against real MRML: a node removed while a run went on, the uncertainty overlay of the last run."""
+
+import slicer
+
+from VQSegLib import scene as scene_helpers
+from VQSegLib import segmentation_tags
+
+
+def test_a_node_removed_or_left_by_a_scene_close_is_not_in_the_scene(scene):
+    volume = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "CT")
+    kept = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "other")
+    assert scene_helpers.isInScene(volume) and not scene_helpers.isInScene(None)
+    scene.RemoveNode(volume)
+    assert not scene_helpers.isInScene(volume) and scene_helpers.isInScene(kept)
+    scene.Clear(False)  # what File > Close Scene does
+    assert not scene_helpers.isInScene(kept)
+
+
+def test_the_last_uncertainty_overlay_is_removed_and_forgotten(scene):
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "tumour")
+    overlay = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "uncertainty")
+    unrelated = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "another uncertainty")
+    segmentation_tags.recordUncertaintyNodeId(segmentation, overlay.GetID())
+
+    scene_helpers.removeUncertaintyOverlay(scene, segmentation)
+    assert scene.GetNodeByID(overlay.GetID()) is None and scene_helpers.isInScene(unrelated)
+    assert segmentation_tags.uncertaintyNodeIdOf(segmentation) == ""
+    scene_helpers.removeUncertaintyOverlay(scene, segmentation)  # none recorded: nothing to do
+    assert scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == 1
+
+    segmentation_tags.recordUncertaintyNodeId(segmentation, unrelated.GetID())
+    scene.RemoveNode(unrelated)  # the user deleted the overlay: the tag points at nothing
+    scene_helpers.removeUncertaintyOverlay(scene, segmentation)
+    assert segmentation_tags.uncertaintyNodeIdOf(segmentation) == "" and isinstance(segmentation, slicer.vtkMRMLSegmentationNode)
