@@ -24,6 +24,9 @@ def test_finetune_bad_input_exits_2(cli, tmp_path):
     assert bad_warmup.returncode == 2 and "--supervised-warmup" in bad_warmup.last["message"]
     bad_batch = cli("finetune", "--pool", tmp_path / "pool", "--iterations", "2", "--unlabelled-batch-size", "0", "--events", env=env)
     assert bad_batch.returncode == 2 and "batch sizes" in bad_batch.last["message"]
+    bad_dice = cli("finetune", "--pool", tmp_path / "pool", "--iterations", "2", "--unlabelled-dice", "-1", "--events", env=env)
+    assert bad_dice.returncode == 2 and "--unlabelled-dice" in bad_dice.last["message"]
+    assert cli("finetune", "--pool", tmp_path / "pool", "--iterations", "2", "--strong-views", "3", env=env).returncode == 2
     assert not (tmp_path / "home" / "models").exists()
 
 
@@ -57,10 +60,12 @@ def test_finetune_help_states_the_library_defaults():
     import re
 
     from VQSegCore.cli.commands import finetune as command
-    from VQSegCore.finetune.run import FINETUNE_LR, FINETUNE_WARMUP
+    from VQSegCore.finetune.run import FINETUNE_LR, FINETUNE_STRONG_VIEWS, FINETUNE_UNLABELLED_DICE, FINETUNE_WARMUP
 
     parser = command.register(argparse.ArgumentParser().add_subparsers())
     options = {action.dest: action.help for action in parser._actions}
-    stated = {dest: float(re.search(r"default ([0-9.e-]+)", options[dest]).group(1)) for dest in ("lr", "supervised_warmup")}
-    assert stated == {"lr": FINETUNE_LR, "supervised_warmup": FINETUNE_WARMUP}
+    named = ("lr", "supervised_warmup", "unlabelled_dice", "strong_views")
+    stated = {dest: float(re.search(r"default ([0-9.e-]+)", options[dest]).group(1)) for dest in named}
+    assert stated == {"lr": FINETUNE_LR, "supervised_warmup": FINETUNE_WARMUP, "unlabelled_dice": FINETUNE_UNLABELLED_DICE,
+                      "strong_views": FINETUNE_STRONG_VIEWS}
     assert "half of --batch-size" in options["unlabelled_batch_size"]

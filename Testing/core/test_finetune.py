@@ -10,7 +10,7 @@ import pytest
 from VQSegCore.dataset_spec import Case
 from VQSegCore.errors import Cancelled, InputError
 from VQSegCore.finetune import decide, finetune, held_out_count, split_for_validation
-from VQSegCore.finetune.run import FINETUNE_WARMUP
+from VQSegCore.finetune.run import FINETUNE_STRONG_VIEWS, FINETUNE_UNLABELLED_DICE, FINETUNE_WARMUP
 from VQSegCore.models import ModelStore
 from finetune_setup import make_store_and_pool, write_phantoms
 
@@ -68,7 +68,9 @@ def test_finetune_writes_a_gated_version_with_its_report(tmp_path, phantoms):
     assert card["training"]["labelled_cases"] == 2 and card["training"]["unlabelled_cases"] == 2
     assert card["training"]["unlabelled_batch_size"] == 1  # half the labelled batch of 2
     assert card["training"]["supervised_warmup"] == FINETUNE_WARMUP
-    assert "semi-supervised (QPM)" in (info.path / "report.md").read_text(encoding="utf-8")
+    assert card["training"]["step_options"] == {"unlabeled_dice": FINETUNE_UNLABELLED_DICE, "strong_views": FINETUNE_STRONG_VIEWS}
+    assert ("semi-supervised (QPM)" in (info.path / "report.md").read_text(encoding="utf-8")
+            and "pseudo-label CE + Dice, 1 strong view per unlabelled crop" in (info.path / "report.md").read_text(encoding="utf-8"))
     splits = {case["id"]: case["split"] for case in json.loads((Path(result["run"]) / "spec.json").read_text())["cases"]}
     assert [case for case, split in splits.items() if split == "val"] == card["training"]["held_out"]  # never trained on
 

@@ -179,3 +179,21 @@ def test_pseudo_label_loss_threshold_and_normalisation():
     valid[0] = False
     masked = pseudo_label_loss(student, labels, confidence, threshold=threshold, valid=valid)
     assert torch.allclose(masked, per_pixel[kept & valid].sum() / valid.sum())
+
+
+def test_pseudo_label_dice_is_the_foreground_dice_of_the_confident_pixels():
+    g = torch.Generator().manual_seed(1)
+    teacher = torch.randn(2, 2, 8, 8, generator=g)
+    student = torch.randn(2, 2, 8, 8, generator=g, requires_grad=True)
+    labels, confidence = pseudo_labels(teacher)
+    threshold = float(confidence.median())
+    kept = confidence >= threshold
+    ce = pseudo_label_loss(student, labels, confidence, threshold=threshold)
+    probs = student.softmax(1)[:, 1][kept]
+    target = (labels[kept] == 1).float()
+    dice = 1 - (2 * (probs * target).sum() + 1) / ((probs + target).sum() + 1)
+    both = pseudo_label_loss(student, labels, confidence, threshold=threshold, dice_weight=3.0)
+    assert torch.allclose(both, (ce + 3.0 * dice) / 4.0)
+    assert not torch.allclose(both, ce)
+    both.backward()
+    assert student.grad[~kept.unsqueeze(1).expand_as(student)].abs().max() == 0  # unconfident pixels teach nothing

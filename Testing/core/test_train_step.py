@@ -163,3 +163,20 @@ def test_strong_cutmix_views_keep_pseudo_labels_with_their_pixels():
         assert torch.equal(shown, label)
         assert torch.allclose(conf, 0.5 + label.float() / 10)
         assert (label != pseudo).any()  # something was mixed in
+
+
+@pytest.mark.parametrize("views", [1, 3])
+def test_the_student_sees_as_many_strong_views_as_asked(views):
+    torch.manual_seed(0)
+    student = build_model(VQSegConfig(**TINY_UNET))
+    step = SemiSupervisedStep(student, make_teacher(student), torch.optim.AdamW(student.parameters()), strong_views=views,
+                              unlabeled_dice=1.0)
+    step.threshold = 0.0
+    batches = []
+    student.register_forward_hook(lambda module, args, out: batches.append(args[0].shape[0]))
+    x_l, y_l = square_batch(2, 0)
+    x_u, _ = square_batch(2, 1)
+    logs = step(x_l, y_l, x_u, generator=torch.Generator().manual_seed(0))
+    assert batches == [2, 2 * views] and math.isfinite(logs["unsup"]) and logs["unsup"] > 0
+    with pytest.raises(ValueError, match="strong_views"):
+        SemiSupervisedStep(student, make_teacher(student), torch.optim.AdamW(student.parameters()), strong_views=0)

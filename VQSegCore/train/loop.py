@@ -33,7 +33,6 @@ from VQSegCore.errors import Cancelled, InputError
 from VQSegCore.metrics import dice_score
 from VQSegCore.model import VQSegConfig, build_model, save_model
 from VQSegCore.model.foundation import build_foundation
-from VQSegCore.preprocess import crop_from_padding, pad_to_multiple, slice_stack
 from VQSegCore.train.checkpoint import checkpoint_folder, load_checkpoint, save_checkpoint
 from VQSegCore.train.data import CaseCache, PreparedCase, SliceSampler, prepare_training_data
 from VQSegCore.train.distributed import Distributed
@@ -97,11 +96,13 @@ def train(
     `initial_model`: a model folder (save_model format) whose weights start the run (fine-tuning);
     its config must build the same network as `config`.
     `precision`: "fp32", "bf16" (autocast; CPU or GPU) or "fp16" (autocast with loss scaling; GPU).
-    `unlabelled_batch_size`: unlabelled crops per step, each seen in two strong views (default
+    `unlabelled_batch_size`: unlabelled crops per step, two strong views of each by default (default
     `batch_size`; the authors' code uses half of it).
     `supervised_warmup`: the first fraction (0-1) of the budget trains on the labelled crops only: the
     teacher's pseudo-labels are not learnt from until the student has learnt from the labels. A model
     fine-tuned on a new kind of image starts with a teacher that is confidently wrong there.
+    `step_options`: keyword arguments of SemiSupervisedStep (numbers and strings: they are recorded in
+    run.json and the card, and a resume must give the same).
     `distributed`: the torchrun ranks (default: read from the environment; one process without torchrun).
     """
     if iterations is None and minutes is None:
@@ -158,6 +159,7 @@ def _train(spec, config: VQSegConfig, out_dir: Path, dev: torch.device, ranks: D
         "precision": precision, "world_size": ranks.world_size, "foundation": foundation,
         "foundation_weights": str(foundation_weights) if foundation_weights else None,
         "initial_model": str(initial_model) if initial_model else None,
+        "step_options": dict(step_options or {}),
     }
     problem = None
     if ranks.is_main:
@@ -356,9 +358,10 @@ def _check_out_folder(out_dir: Path, settings: dict, resume: bool) -> None:
             raise InputError(f"--resume: {out_dir} holds no training checkpoint", "start a new run without --resume")
         previous = json.loads(run_file.read_text(encoding="utf-8"))
         keys = ("config", "batch_size", "unlabelled_batch_size", "crop_size", "lr", "seed", "supervised_only", "supervised_warmup",
-                "optimiser", "iterations", "minutes", "precision", "foundation", "world_size")
+                "optimiser", "iterations", "minutes", "precision", "foundation", "world_size", "step_options")
         # runs written before these settings existed had none
         previous.setdefault("supervised_warmup", 0.0)
+        previous.setdefault("step_options", {})
         previous.setdefault("unlabelled_batch_size", previous.get("batch_size"))
         changed = [k for k in keys if previous.get(k) != json.loads(json.dumps(settings.get(k)))]
         if changed:
@@ -372,21 +375,12 @@ def _check_out_folder(out_dir: Path, settings: dict, resume: bool) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
 
 
-@torch.no_grad()
-def predict_volume(model, case: PreparedCase, config: VQSegConfig, device: torch.device, slices_per_batch: int = 8) -> np.ndarray:
-    """Slice-wise argmax channel indices [z, H, W] of a prepared volume on the model grid."""
-    model.eval()
-    depth = case.image.shape[0]
-    out = np.empty(case.image.shape, dtype=np.uint8)
-    context = config.preprocessing.context_slices
-    for start in range(0, depth, slices_per_batch):
-        stack = np.stack([np.asarray(slice_stack(case.image, k, context), dtype=np.float32)
-                          for k in range(start, min(depth, start + slices_per_batch))])
-        padded, padding = pad_to_multiple(stack, config.size_multiple, value=case.background)
-        logits = model(torch.from_numpy(np.ascontiguousarray(padded)).to(device), perturb=False, reconstruct=False).logits
-        labels = logits.argmax(dim=1).cpu().numpy().astype(np.uint8)
-        out[start : start + len(stack)] = crop_from_padding(labels, padding)
-    return out
+def predict_volume(model, case: PreparedCase, device: torch.device) -> np.ndarray:
+    """Slice-wise argmax channel indices [z, H, W] of a prepared volume on the model grid (inference's engine, fp32)."""
+    from VQSegCore.infer.engine import SliceEngine
+
+    probabilities = SliceEngine(model, device, precision="fp32", channels_last=False).run(case.image, background=case.background).probabilities
+    return probabilities.argmax(axis=0).astype(np.uint8)
 
 
 OOD_REFERENCE_CASES = 24
@@ -457,6 +451,6 @@ def validate(model, cases: list[PreparedCase], config: VQSegConfig, device: torc
     for case in cases:
         if cancel is not None:
             cancel.check()
-        prediction = predict_volume(model, case, config, device)
+        prediction = predict_volume(model, case, device)
         per_case[case.id] = float(np.mean(dice_per_class(prediction, np.asarray(case.label), config.num_classes)))
     return {"mean_dice": float(np.mean(list(per_case.values()))) if per_case else float("nan"), "per_case": per_case}

@@ -58,12 +58,21 @@ def pseudo_label_loss(
     *,
     threshold: float = 0.95,
     valid: Tensor | None = None,
+    dice_weight: float = 0.0,
 ) -> Tensor:
-    """CE on pixels with confidence >= threshold, normalised by all valid pixels (valid: [B, H, W] bool)."""
+    """CE on pixels with confidence >= threshold, normalised by all valid pixels (valid: [B, H, W] bool).
+
+    `dice_weight` > 0 adds the foreground Dice of the confident pixels, as in the supervised loss:
+    (CE + w Dice) / (1 + w). CE alone is dominated by the background when the object is small.
+    """
     per_pixel = F.cross_entropy(student_logits.float(), labels, reduction="none")
     valid = torch.ones_like(labels, dtype=torch.bool) if valid is None else valid
     kept = (confidence >= threshold) & valid
-    return (per_pixel * kept).sum() / valid.sum().clamp_min(1)
+    ce = (per_pixel * kept).sum() / valid.sum().clamp_min(1)
+    if not dice_weight:
+        return ce
+    dice = supervised_loss(student_logits, torch.where(kept, labels, IGNORE_INDEX)).dice
+    return (ce + dice_weight * dice) / (1.0 + dice_weight)
 
 
 def confident_fraction(confidence: Tensor, threshold: float, valid: Tensor | None = None) -> float:

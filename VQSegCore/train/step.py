@@ -74,6 +74,8 @@ class SemiSupervisedStep:
         weights: LossWeights | None = None,
         foundation: FoundationModel | None = None,
         confidence_threshold: float = 0.95,
+        unlabeled_dice: float = 0.0,  # 0 = the authors' CE-only L_unsup; w > 0: (CE + w Dice) / (1 + w)
+        strong_views: int = 2,  # the authors' code: two CutMix-ed strong views per unlabeled image
         ema_base: float = 0.99,  # paper's alpha; the authors' code: 0.996 with ema_ramp=True
         ema_ramp: bool = False,
         ema_average_buffers: bool = True,
@@ -88,7 +90,9 @@ class SemiSupervisedStep:
         self.foundation = foundation
         if self.weights.pfa and foundation is not None and getattr(student, "pfa_adapter", None) is None:
             raise ValueError("a foundation model was given but the model has no PFA adapter (config.pfa_model)")
-        self.threshold = confidence_threshold
+        if strong_views < 1:
+            raise ValueError(f"strong_views must be >= 1, got {strong_views}")
+        self.threshold, self.unlabeled_dice, self.strong_views = confidence_threshold, unlabeled_dice, strong_views
         self.ema_base, self.ema_ramp, self.ema_average_buffers = ema_base, ema_ramp, ema_average_buffers
         self.cutmix_p = cutmix_p
         self.strong = strong or StrongAugment()
@@ -165,13 +169,13 @@ class SemiSupervisedStep:
         pseudo, confidence = pseudo_labels(teacher_out.logits)
 
         views, view_labels, view_confidence = strong_cutmix_views(
-            x_w, pseudo, confidence, generator, strong=self.strong, cutmix_p=self.cutmix_p
+            x_w, pseudo, confidence, generator, strong=self.strong, cutmix_p=self.cutmix_p, views=self.strong_views
         )
         x_s = torch.cat(views)
         out = self._student(x_s, perturb=True, generator=generator)
-        logits = out.logits.float().chunk(2)
+        logits = out.logits.float().chunk(self.strong_views)
         losses = [
-            pseudo_label_loss(lg, lb, cf, threshold=self.threshold)
+            pseudo_label_loss(lg, lb, cf, threshold=self.threshold, dice_weight=self.unlabeled_dice)
             for lg, lb, cf in zip(logits, view_labels, view_confidence)
         ]
         coverage = confident_fraction(torch.cat(view_confidence), self.threshold)

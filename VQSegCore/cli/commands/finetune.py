@@ -39,7 +39,11 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--resume", action="store_true", help="continue the last unfinished fine-tune of this model")
     parser.add_argument("--batch-size", type=int, default=8, help="labelled crops per step (default 8)")
     parser.add_argument("--unlabelled-batch-size", type=int, default=None, metavar="N",
-                        help="unlabelled crops per step, each in two strong views (default: half of --batch-size)")
+                        help="unlabelled crops per step (default: half of --batch-size)")
+    parser.add_argument("--unlabelled-dice", type=float, default=None, metavar="W",
+                        help="weight of the pseudo-labels' Dice beside their cross-entropy (default 1; 0 = cross-entropy only)")
+    parser.add_argument("--strong-views", type=int, default=None, choices=(1, 2),
+                        help="strong views of each unlabelled crop the student learns from (default 1; the authors' code: 2)")
     parser.add_argument("--crop-size", type=int, default=96)
     parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default 1e-4, a tenth of training from scratch)")
     parser.add_argument("--validate-every", type=int, default=50, metavar="N")
@@ -71,7 +75,8 @@ def run(args: argparse.Namespace, context) -> dict:
         resolve_pool(args.pool), model_name=args.model or DEFAULT_MODEL_NAME, iterations=args.iterations, minutes=args.minutes,
         margin=args.margin, supervised_only=args.supervised_only, seed=args.seed, device=args.device, batch_size=args.batch_size,
         crop_size=args.crop_size, validate_every=args.validate_every, resume=args.resume, reporter=context.reporter, cancel=context.cancel,
-        **_given(lr=args.lr, supervised_warmup=args.supervised_warmup, unlabelled_batch_size=args.unlabelled_batch_size),
+        **_given(lr=args.lr, supervised_warmup=args.supervised_warmup, unlabelled_batch_size=args.unlabelled_batch_size,
+                 unlabelled_dice=args.unlabelled_dice, strong_views=args.strong_views),
     )
 
 
