@@ -56,7 +56,7 @@ FINETUNE_LR = 1e-4
 # Labelled cases only for the first 70% of the budget, then semi-supervised: on a new kind of image the
 # parent's pseudo-labels are confident and wrong, and learning from them at once sets the student back
 # (chosen among 0, 0.5 and 0.7 on family-B phantoms of benchmarks/finetune.py other than its test
-# phantoms; its results compare 0.7 with 0).
+# phantoms; `--modes semi,semi-no-warmup` compares 0.7 with 0, see the README).
 FINETUNE_WARMUP = 0.7
 # The unlabelled loss adds the foreground Dice of the confident pseudo-labels to their CE (a tumour
 # is a few percent of a crop, and CE alone learns mostly background from them), and the student sees

@@ -6,7 +6,8 @@
                                                   ─ L_unsup (CutMix-mixed pseudo-labels), L_rec, L_vq, L_pfa
     total = w_l L_sup + w_u L_unsup + w_rec L_rec + w_vq L_vq + w_pfa L_pfa;  backward, step, EMA.
 
-The two strong views go through the student in one pass of 2B, as the authors' code. L_vq sums
+The two strong views go through the student in one pass of 2B, as the authors' code
+(`strong_views` sets how many; `unlabeled_dice` adds the pseudo-labels' Dice to their CE). L_vq sums
 the student passes (authors': L_vq^l + L_vq^u); L_rec and L_pfa average them, so their weights
 mean the same with and without unlabeled data. `supervised_only=True` skips the unlabeled branch:
 the supervised baseline on the same code path.
