@@ -12,8 +12,9 @@ Target family B (the pool): large tumours (38-55 mm), high noise (45 HU), 2.6x2.
    `--lr 1e-3`, and `supervised-matched` (after `semi`): supervised-only with as many iterations as
    the semi-supervised run made, the unlabelled cases' worth per update, their cost aside.
    The pool's cases are added in a fixed order, so every run holds out the same case for the gate.
-4. Dice on 10 fresh B phantoms (seeds 400-409): the base model and each candidate. The fine-tune
-   settings were chosen on other B phantoms (seeds 300-309) and the learning rate on `vqseg demo`.
+4. Dice on 10 fresh B phantoms (seeds 400-409): the base model and each candidate. Fine-tuning
+   settings are chosen on other B phantoms (seeds 300-309, `--phantoms dev`), the learning rate on
+   `vqseg demo`.
 
     .venv/bin/python benchmarks/finetune.py --work /tmp/ftbench                 # results/finetune.json and .md
     .venv/bin/python benchmarks/finetune.py --work /tmp/ftbench --reuse-base --seed 1 \
@@ -66,7 +67,8 @@ MODES = {  # key: (row name, extra vqseg finetune options)
 }
 PAIRS = {"defaults": ("semi", "supervised"), "lr 1e-3": ("semi-lr1e-3", "supervised-lr1e-3"),
          "same iterations": ("semi", "supervised-matched")}
-TEST_SEEDS = range(400, 410)  # the fine-tune warm-up was chosen on seeds 300-309, never on these
+TEST_SEEDS = range(400, 410)  # fine-tuning settings are chosen on DEV_SEEDS, never on these
+DEV_SEEDS = range(300, 310)
 
 
 def family(name: str, seed: int) -> PhantomSpec:
@@ -106,6 +108,8 @@ def main() -> int:
                         help=f"comma-separated, in order, of {', '.join(MODES)} (default: semi,supervised,semi-authors)")
     parser.add_argument("--seed", type=int, default=0, help="the fine-tunes' --seed (default 0)")
     parser.add_argument("--name", default="finetune", help="results/NAME.json and .md (default finetune)")
+    parser.add_argument("--phantoms", choices=("test", "dev"), default="test",
+                        help="score on the test phantoms (seeds 400-409) or the development ones (300-309) that settings are chosen on")
     args = parser.parse_args()
     modes = args.modes.split(",")
     if not set(modes) <= set(MODES):
@@ -148,7 +152,8 @@ def main() -> int:
             pool.add(image, label=label, draft=draft, draft_model=f"{MODEL}/{version}")
         else:
             pool.add(image)
-    fresh = [write_phantom(family("B", seed), data, f"test{seed}") for seed in TEST_SEEDS]
+    seeds = TEST_SEEDS if args.phantoms == "test" else DEV_SEEDS
+    fresh = [write_phantom(family("B", seed), data, f"{args.phantoms}{seed}") for seed in seeds]
 
     # 3. the fine-tunes, each from the same base
     rows, results = [], {}
@@ -190,7 +195,7 @@ def main() -> int:
                      "B": "38-55 mm tumours, 45 HU noise, 2.6x2.6x5 mm, 128x128x36"},
         "pool": "3 corrected + 10 uncorrected family-B cases; the gate holds out 1 of the 3 corrected cases",
         "targets": {"finetune_minutes": 10, "peak_rss_gb": 4, "semi_beats_supervised": True},
-        "seed": args.seed,
+        "seed": args.seed, "scored_on": f"{args.phantoms} phantoms, seeds {seeds[0]}-{seeds[-1]}",
         "semi_beats_supervised": {pair: means[semi] > means[supervised] for pair, (semi, supervised) in PAIRS.items()
                                   if semi in means and supervised in means},
         "finetune_results": {MODES[key][0]: r[0] for key, r in results.items()},

@@ -51,7 +51,7 @@ from VQSegCore.train.distributed import Distributed
 
 RUNS = ".runs"
 # Ten times below training from scratch: a fresh AdamW at 1e-3 costs a trained model what it knew
-# (vqseg demo --lr 1e-3: mean test Dice 0.539 → 0.404, against 0.526 at this rate; see the README).
+# (vqseg demo --lr 1e-3 at commit c6a9f6b: mean test Dice 0.539 → 0.404, against 0.526 at this rate; see the README).
 FINETUNE_LR = 1e-4
 # Labelled cases only for the first 70% of the budget, then semi-supervised: on a new kind of image the
 # parent's pseudo-labels are confident and wrong, and learning from them at once sets the student back
@@ -61,7 +61,7 @@ FINETUNE_WARMUP = 0.7
 # The unlabelled loss adds the foreground Dice of the confident pseudo-labels to their CE (a tumour
 # is a few percent of a crop, and CE alone learns mostly background from them), and the student sees
 # one strong view per unlabelled crop instead of the authors' two (a cheaper step, so more of them in
-# a time budget). Chosen on family-B phantoms other than the benchmark's test phantoms (see README).
+# a time budget). Chosen on benchmarks/finetune.py's development phantoms, not its test phantoms (see README).
 FINETUNE_UNLABELLED_DICE = 1.0
 FINETUNE_STRONG_VIEWS = 1
 DONE_FILE = "done.json"
