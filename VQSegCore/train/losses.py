@@ -34,14 +34,19 @@ def supervised_loss(
         zero = logits.sum() * 0.0
         return SupervisedLoss(zero, zero, zero)
     ce = F.cross_entropy(logits, labels, ignore_index=ignore_index)
+    dice = foreground_dice_loss(logits, labels, valid, smooth=smooth)
+    return SupervisedLoss((ce + dice_weight * dice) / (1.0 + dice_weight), ce, dice)
+
+
+def foreground_dice_loss(logits: Tensor, labels: Tensor, valid: Tensor, *, smooth: float = 1.0) -> Tensor:
+    """1 - soft Dice over the `valid` pixels, mean over the foreground classes (background Dice is uninformative)."""
     num_classes = logits.shape[1]
-    probs = logits.softmax(dim=1)[:, 1:]  # foreground classes only: background Dice is uninformative
+    probs = logits.float().softmax(dim=1)[:, 1:]
     target = F.one_hot(torch.where(valid, labels, 0), num_classes).permute(0, 3, 1, 2)[:, 1:].float()
     weight = valid[:, None].float()
     intersection = (probs * target * weight).sum(dim=(0, 2, 3))
     denominator = ((probs + target) * weight).sum(dim=(0, 2, 3))
-    dice = 1.0 - ((2 * intersection + smooth) / (denominator + smooth)).mean()
-    return SupervisedLoss((ce + dice_weight * dice) / (1.0 + dice_weight), ce, dice)
+    return 1.0 - ((2 * intersection + smooth) / (denominator + smooth)).mean()
 
 
 @torch.no_grad()
@@ -71,8 +76,7 @@ def pseudo_label_loss(
     ce = (per_pixel * kept).sum() / valid.sum().clamp_min(1)
     if not dice_weight:
         return ce
-    dice = supervised_loss(student_logits, torch.where(kept, labels, IGNORE_INDEX)).dice
-    return (ce + dice_weight * dice) / (1.0 + dice_weight)
+    return (ce + dice_weight * foreground_dice_loss(student_logits, labels, kept)) / (1.0 + dice_weight)
 
 
 def confident_fraction(confidence: Tensor, threshold: float, valid: Tensor | None = None) -> float:
