@@ -5,10 +5,11 @@ Target family B (the pool): large tumours (38-55 mm), high noise (45 HU), 2.6x2.
 1. The base model is trained on 8 labelled A phantoms and becomes the active version of a store.
 2. A pool gets 3 corrected B cases (the phantom's truth as the correction, the base model's output
    as the draft) and 10 uncorrected B cases.
-3. `vqseg finetune --pool P --minutes M` (default 8) runs once per mode from the same base, each in
-   its own process (time and peak RSS measured) and a fresh copy of the store. Default modes:
-   semi-supervised at the default settings, `--supervised-only`, and semi-supervised with the
-   authors' unlabelled loss (CE only, two strong views). Others: `semi-no-warmup`, both modes at
+3. `vqseg finetune --pool P --minutes M` (default 8) runs once per mode and seed (`--seeds 0,1,2`)
+   from the same base, each in its own process (time and peak RSS measured) and a fresh copy of the
+   store; with several seeds the table adds each mode's mean over them. Default modes:
+   semi-supervised at the default settings and `--supervised-only`. Others: `semi-dice` (the
+   pseudo-labels' Dice beside their CE, one strong view), `semi-no-warmup`, both modes at
    `--lr 1e-3`, and `supervised-matched` (after `semi`): supervised-only with as many iterations as
    the semi-supervised run made, the unlabelled cases' worth per update, their cost aside.
    The pool's cases are added in a fixed order, so every run holds out the same case for the gate.
@@ -17,8 +18,8 @@ Target family B (the pool): large tumours (38-55 mm), high noise (45 HU), 2.6x2.
    `vqseg demo`.
 
     .venv/bin/python benchmarks/finetune.py --work /tmp/ftbench                 # results/finetune.json and .md
-    .venv/bin/python benchmarks/finetune.py --work /tmp/ftbench --reuse-base --seed 1 \
-        --modes semi,supervised --name finetune_seed1                              # results/finetune_seed1.*
+    .venv/bin/python benchmarks/finetune.py --work /tmp/ftbench --reuse-base --seeds 0,1,2 \
+        --modes semi,supervised --name finetune_seeds                              # results/finetune_seeds.*
 """
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ CONFIG = VQSegConfig(unet_base_width=16, unet_depth=4, preprocessing=Preprocessi
 
 MODES = {  # key: (row name, extra vqseg finetune options)
     "semi": ("semi-supervised", []),
-    "semi-authors": ("semi-supervised, the authors' unlabelled loss (CE, two strong views)",
-                     ["--unlabelled-dice", "0", "--strong-views", "2"]),
+    "semi-dice": ("semi-supervised, the pseudo-labels' Dice beside their CE, one strong view",
+                  ["--unlabelled-dice", "1", "--strong-views", "1"]),
     "semi-no-warmup": ("semi-supervised, no warm-up", ["--supervised-warmup", "0"]),
     "supervised": ("supervised only", ["--supervised-only"]),
     "semi-lr1e-3": ("semi-supervised, lr 1e-3", ["--lr", "1e-3"]),
@@ -67,6 +68,8 @@ MODES = {  # key: (row name, extra vqseg finetune options)
 }
 PAIRS = {"defaults": ("semi", "supervised"), "lr 1e-3": ("semi-lr1e-3", "supervised-lr1e-3"),
          "same iterations": ("semi", "supervised-matched")}
+TRAINED_COLUMN = "Dice, labelled pool cases trained on (2)"
+UNLABELLED_COLUMN = "Dice, unlabelled pool cases (10)"
 TEST_SEEDS = range(400, 410)  # fine-tuning settings are chosen on DEV_SEEDS, never on these
 DEV_SEEDS = range(300, 310)
 
@@ -104,9 +107,9 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=8.0, help="training budget of each fine-tune (default 8)")
     parser.add_argument("--work", type=Path, default=None, help="keep the work folder here (default: a temporary one)")
     parser.add_argument("--reuse-base", action="store_true", help="keep the base model an earlier run left in --work")
-    parser.add_argument("--modes", default="semi,supervised,semi-authors",
-                        help=f"comma-separated, in order, of {', '.join(MODES)} (default: semi,supervised,semi-authors)")
-    parser.add_argument("--seed", type=int, default=0, help="the fine-tunes' --seed (default 0)")
+    parser.add_argument("--modes", default="semi,supervised",
+                        help=f"comma-separated, in order, of {', '.join(MODES)} (default: semi,supervised)")
+    parser.add_argument("--seeds", default="0", help="comma-separated fine-tune --seed values, each mode runs once per seed (default 0)")
     parser.add_argument("--name", default="finetune", help="results/NAME.json and .md (default finetune)")
     parser.add_argument("--phantoms", choices=("test", "dev"), default="test",
                         help="score on the test phantoms (seeds 400-409) or the development ones (300-309) that settings are chosen on")
@@ -114,6 +117,10 @@ def main() -> int:
     modes = args.modes.split(",")
     if not set(modes) <= set(MODES):
         parser.error(f"--modes: unknown {sorted(set(modes) - set(MODES))}")
+    try:
+        run_seeds = [int(seed) for seed in args.seeds.split(",")]
+    except ValueError:
+        parser.error(f"--seeds: comma-separated integers, got {args.seeds!r}")
     if "supervised-matched" in modes and "semi" not in modes[:modes.index("supervised-matched")]:
         parser.error("--modes: supervised-matched needs semi before it")  # before minutes of base training
     work = args.work or Path(tempfile.mkdtemp(prefix="vqseg-finetune-bench-"))
@@ -144,8 +151,10 @@ def main() -> int:
 
     # 2. the pool on family B: 3 corrected, 10 uncorrected
     pool = Pool.create(home / "pools" / "shift", name="shift")
+    pooled = []  # the pool's cases in the order added, with their truth (the uncorrected ones' too)
     for i in range(13):
         image, label = write_phantom(family("B", 200 + i), data, f"b{i}")
+        pooled.append((image, label))
         if i < 3:
             draft = data / f"b{i}-draft.nii.gz"
             sitk.WriteImage(segment_volume(base_model, base_card, sitk.ReadImage(str(image)), SegmentRequest(device="cpu")).labels, str(draft))
@@ -155,39 +164,46 @@ def main() -> int:
     seeds = TEST_SEEDS if args.phantoms == "test" else DEV_SEEDS
     fresh = [write_phantom(family("B", seed), data, f"{args.phantoms}{seed}") for seed in seeds]
 
-    # 3. the fine-tunes, each from the same base
-    rows, results = [], {}
-    for key in modes:
-        mode, extra = MODES[key]
-        mode_home = work / f"home-{key}"
-        budget = ["--minutes", str(args.minutes)]
-        if key == "supervised-matched":
-            budget = ["--iterations", str(results["semi"][0]["iterations"])]
-        shutil.rmtree(mode_home, ignore_errors=True)
-        shutil.copytree(home, mode_home)
-        wall, rss, out = run_measured_env([python, "-m", "VQSegCore", "finetune", "--pool", str(mode_home / "pools" / "shift"),
-                                           "--model", MODEL, *budget, "--device", "cpu", "--seed", str(args.seed),
-                                           "--events", *extra],
-                                          {"VQSEG_HOME": str(mode_home)})
-        result = last_result(out)
-        results[key] = (result, wall, rss, mode_home)
+    # 3. the fine-tunes, each from the same base, per seed
+    results = {}
+    for seed in run_seeds:
+        for key in modes:
+            mode_home = work / f"home-{key}-seed{seed}"
+            budget = ["--minutes", str(args.minutes)]
+            if key == "supervised-matched":
+                budget = ["--iterations", str(results[("semi", seed)][0]["iterations"])]
+            shutil.rmtree(mode_home, ignore_errors=True)
+            shutil.copytree(home, mode_home)
+            wall, rss, out = run_measured_env([python, "-m", "VQSegCore", "finetune", "--pool", str(mode_home / "pools" / "shift"),
+                                               "--model", MODEL, *budget, "--device", "cpu", "--seed", str(seed),
+                                               "--events", *MODES[key][1]],
+                                              {"VQSEG_HOME": str(mode_home)})
+            results[(key, seed)] = (last_result(out), wall, rss, mode_home)
 
     # 4. Dice on fresh family-B phantoms
     before = dice_on(store.path(MODEL, version), fresh)
-    rows.append({"model": "base (family A only)", "mean Dice (10 fresh B)": round(float(np.mean(before)), 4),
-                 "min–max": f"{min(before):.3f}–{max(before):.3f}", "iterations": "", "fine-tune min": "", "peak RSS GB": "",
-                 "gate": ""})
+    trained, unlabelled = pool_cases_trained_on(Path(next(iter(results.values()))[0]["run"]), pooled)
+    rows = [{"model": "base (family A only)", "seed": "", "mean Dice (10 fresh B)": round(float(np.mean(before)), 4),
+             "min–max": f"{min(before):.3f}–{max(before):.3f}", **pool_dice(store.path(MODEL, version), trained, unlabelled),
+             "iterations": "", "fine-tune min": "", "peak RSS GB": "", "gate": ""}]
     means = {}
-    for key, (result, wall, rss, mode_home) in results.items():
-        mode = MODES[key][0]
+    for (key, seed), (result, wall, rss, mode_home) in results.items():
         candidate = ModelStore(mode_home / "models").path(MODEL, result["version"])
         scores = dice_on(candidate, fresh)
-        means[key] = float(np.mean(scores))
-        rows.append({"model": f"fine-tuned, {mode} ({result['version']})", "mean Dice (10 fresh B)": round(means[key], 4),
-                     "min–max": f"{min(scores):.3f}–{max(scores):.3f}", "iterations": result["iterations"],
-                     "fine-tune min": round(wall / 60, 2),
-                     "peak RSS GB": round(rss, 2), "gate": "promoted" if result["promoted"] else f"kept: {result['reason']}"})
+        means[(key, seed)] = float(np.mean(scores))
+        rows.append({"model": f"fine-tuned, {MODES[key][0]} ({result['version']})", "seed": seed,
+                     "mean Dice (10 fresh B)": round(means[(key, seed)], 4), "min–max": f"{min(scores):.3f}–{max(scores):.3f}",
+                     **pool_dice(candidate, trained, unlabelled),
+                     "iterations": result["iterations"], "fine-tune min": round(wall / 60, 2), "peak RSS GB": round(rss, 2),
+                     "gate": "promoted" if result["promoted"] else f"kept: {result['reason']}"})
         print(rows[-1], flush=True)
+    over_seeds = {key: float(np.mean([means[(key, seed)] for seed in run_seeds])) for key in modes}
+    if len(run_seeds) > 1:
+        for key in modes:
+            spread = [means[(key, seed)] for seed in run_seeds]
+            rows.append({"model": f"mean over seeds: {MODES[key][0]}", "seed": ",".join(map(str, run_seeds)),
+                         "mean Dice (10 fresh B)": round(over_seeds[key], 4), "min–max": f"{min(spread):.3f}–{max(spread):.3f} (seeds)",
+                         TRAINED_COLUMN: "", UNLABELLED_COLUMN: "", "iterations": "", "fine-tune min": "", "peak RSS GB": "", "gate": ""})
     write_report(args.name, rows, {
         "command": "python benchmarks/finetune.py " + " ".join(sys.argv[1:]), "cpu_model": cpu_model(),
         "base_training_s": base.get("elapsed_s"), "base_iterations": base["iterations"], "finetune_minutes_budget": args.minutes,
@@ -195,14 +211,33 @@ def main() -> int:
                      "B": "38-55 mm tumours, 45 HU noise, 2.6x2.6x5 mm, 128x128x36"},
         "pool": "3 corrected + 10 uncorrected family-B cases; the gate holds out 1 of the 3 corrected cases",
         "targets": {"finetune_minutes": 10, "peak_rss_gb": 4, "semi_beats_supervised": True},
-        "seed": args.seed, "scored_on": f"{args.phantoms} phantoms, seeds {seeds[0]}-{seeds[-1]}",
-        "semi_beats_supervised": {pair: means[semi] > means[supervised] for pair, (semi, supervised) in PAIRS.items()
-                                  if semi in means and supervised in means},
-        "finetune_results": {MODES[key][0]: r[0] for key, r in results.items()},
+        "seeds": run_seeds, "scored_on": f"{args.phantoms} phantoms, seeds {seeds[0]}-{seeds[-1]}",
+        "semi_beats_supervised": {
+            pair: {"mean_over_seeds": over_seeds[semi] > over_seeds[supervised],
+                   "seeds_won": sum(means[(semi, seed)] > means[(supervised, seed)] for seed in run_seeds), "seeds": len(run_seeds)}
+            for pair, (semi, supervised) in PAIRS.items() if semi in modes and supervised in modes},
+        "finetune_results": {f"{MODES[key][0]}, seed {seed}": r[0] for (key, seed), r in results.items()},
     })
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def pool_cases_trained_on(run: Path, pooled: list[tuple[Path, Path]]) -> tuple[list, list]:
+    """(the labelled pool cases a fine-tune trained on, the unlabelled ones), as (image, truth) files.
+
+    The run's spec.json names pool cases `case-NNNN-…`, NNNN counting from 1 in the order they were added.
+    """
+    cases = json.loads((run / "spec.json").read_text())["cases"]
+    number = lambda case: int(case["id"].split("-")[1]) - 1  # noqa: E731
+    trained = [pooled[number(case)] for case in cases if case.get("label") and case["split"] == "train"]
+    return trained, [pooled[number(case)] for case in cases if not case.get("label")]
+
+
+def pool_dice(model_dir: Path, trained: list, unlabelled: list) -> dict:
+    """Mean Dice on the pool's cases: how well the labels were fitted, and on the images seen without labels."""
+    return {TRAINED_COLUMN: round(float(np.mean(dice_on(model_dir, trained))), 4),
+            UNLABELLED_COLUMN: round(float(np.mean(dice_on(model_dir, unlabelled))), 4)}
 
 
 def run_measured_env(command: list[str], env: dict) -> tuple[float, float, str]:

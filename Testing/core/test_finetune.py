@@ -70,13 +70,15 @@ def test_finetune_writes_a_gated_version_with_its_report(tmp_path, phantoms):
     assert card["training"]["supervised_warmup"] == FINETUNE_WARMUP
     assert card["training"]["step_options"] == {"unlabeled_dice": FINETUNE_UNLABELLED_DICE, "strong_views": FINETUNE_STRONG_VIEWS}
     assert ("semi-supervised (QPM)" in (info.path / "report.md").read_text(encoding="utf-8")
-            and "pseudo-label CE + Dice, 1 strong view per unlabelled crop" in (info.path / "report.md").read_text(encoding="utf-8"))
+            and "pseudo-label CE, 2 strong views per unlabelled crop" in (info.path / "report.md").read_text(encoding="utf-8"))
     splits = {case["id"]: case["split"] for case in json.loads((Path(result["run"]) / "spec.json").read_text())["cases"]}
     assert [case for case, split in splits.items() if split == "val"] == card["training"]["held_out"]  # never trained on
 
-    strict = finetune(pool.folder, model_name="lung", store=store, margin=-1.0, **FAST)  # margin -1: nothing passes
+    strict = finetune(pool.folder, model_name="lung", store=store, margin=-1.0, unlabelled_dice=1.0, strong_views=1, **FAST)  # nothing passes
     assert not strict["promoted"] and "more than the margin" in strict["reason"]
     assert store.active("lung") == "v0002" and store.info("lung", strict["version"]).status == "candidate"
+    assert ("pseudo-label CE + Dice, 1 strong view per unlabelled crop"
+            in (store.info("lung", strict["version"]).path / "report.md").read_text(encoding="utf-8"))
 
 
 def test_too_few_labels_keeps_a_candidate(tmp_path, phantoms):

@@ -41,9 +41,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--unlabelled-batch-size", type=int, default=None, metavar="N",
                         help="unlabelled crops per step (default: half of --batch-size)")
     parser.add_argument("--unlabelled-dice", type=float, default=None, metavar="W",
-                        help="weight of the pseudo-labels' Dice beside their cross-entropy (default 1; 0 = cross-entropy only)")
+                        help="weight of the pseudo-labels' Dice beside their cross-entropy (default 0: cross-entropy only, as the authors' code)")
     parser.add_argument("--strong-views", type=int, default=None, choices=(1, 2),
-                        help="strong views of each unlabelled crop the student learns from (default 1; the authors' code: 2)")
+                        help="strong views of each unlabelled crop the student learns from (default 2, as the authors' code)")
     parser.add_argument("--crop-size", type=int, default=96)
     parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default 1e-4, a tenth of training from scratch)")
     parser.add_argument("--validate-every", type=int, default=50, metavar="N")
