@@ -18,8 +18,7 @@ Target family B (the pool): large tumours (38-55 mm), high noise (45 HU), 2.6x2.
    `vqseg demo`.
 
     .venv/bin/python benchmarks/finetune.py --work /tmp/ftbench                 # results/finetune.json and .md
-    .venv/bin/python benchmarks/finetune.py --work /tmp/ftbench --reuse-base --seeds 0,1,2 \
-        --modes semi,supervised --name finetune_seeds                              # results/finetune_seeds.*
+    .venv/bin/python benchmarks/finetune.py --work /tmp/ftbench --reuse-base --seeds 0,1,2   # the README's table
 """
 
 from __future__ import annotations
@@ -48,6 +47,7 @@ from VQSegCore.model.config import PreprocessingConfig  # noqa: E402
 from VQSegCore.model.persistence import read_card  # noqa: E402
 from VQSegCore.models import ModelStore  # noqa: E402
 from VQSegCore.pool import Pool  # noqa: E402
+from VQSegCore.pool.layout import case_number  # noqa: E402
 from VQSegCore.synth import PhantomSpec, make_chest_ct  # noqa: E402
 from VQSegCore.train import train  # noqa: E402
 
@@ -226,12 +226,11 @@ def main() -> int:
 def pool_cases_trained_on(run: Path, pooled: list[tuple[Path, Path]]) -> tuple[list, list]:
     """(the labelled pool cases a fine-tune trained on, the unlabelled ones), as (image, truth) files.
 
-    The run's spec.json names pool cases `case-NNNN-…`, NNNN counting from 1 in the order they were added.
+    The run's spec.json names pool cases by id; a case's number counts from 1 in the order they were added.
     """
     cases = json.loads((run / "spec.json").read_text())["cases"]
-    number = lambda case: int(case["id"].split("-")[1]) - 1  # noqa: E731
-    trained = [pooled[number(case)] for case in cases if case.get("label") and case["split"] == "train"]
-    return trained, [pooled[number(case)] for case in cases if not case.get("label")]
+    trained = [pooled[case_number(case["id"]) - 1] for case in cases if case.get("label") and case["split"] == "train"]
+    return trained, [pooled[case_number(case["id"]) - 1] for case in cases if not case.get("label")]
 
 
 def pool_dice(model_dir: Path, trained: list, unlabelled: list) -> dict:
