@@ -182,6 +182,7 @@ def main() -> int:
 
     # 4. Dice on fresh family-B phantoms
     before = dice_on(store.path(MODEL, version), fresh)
+    # every run holds out the same case (the pool's cases are added in a fixed order), so the first run's split is every run's
     trained, unlabelled = pool_cases_trained_on(Path(next(iter(results.values()))[0]["run"]), pooled)
     rows = [{"model": "base (family A only)", "seed": "", "mean Dice (10 fresh B)": round(float(np.mean(before)), 4),
              "min–max": f"{min(before):.3f}–{max(before):.3f}", **pool_dice(store.path(MODEL, version), trained, unlabelled),
