@@ -19,6 +19,7 @@ Target family B (the pool): large tumours (38-55 mm), high noise (45 HU), 2.6x2.
 
     .venv/bin/python benchmarks/finetune.py --work /tmp/ftbench                 # results/finetune.json and .md
     .venv/bin/python benchmarks/finetune.py --work /tmp/ftbench --reuse-base --seeds 0,1,2   # the README's table
+    python benchmarks/finetune.py --device cuda --minutes 1 --name finetune_gpu               # on a GPU: base, fine-tunes, scoring
 """
 
 from __future__ import annotations
@@ -91,12 +92,12 @@ def write_phantom(spec: PhantomSpec, folder: Path, stem: str) -> tuple[Path, Pat
     return image, label
 
 
-def dice_on(model_dir: Path, cases: list[tuple[Path, Path]]) -> list[float]:
+def dice_on(model_dir: Path, cases: list[tuple[Path, Path]], device: str = "cpu") -> list[float]:
     model, card = load_model(model_dir)
     scores = []
     for image_path, label_path in cases:
         image = sitk.ReadImage(str(image_path))
-        predicted = sitk.GetArrayFromImage(segment_volume(model, card, image, SegmentRequest(device="cpu")).labels)
+        predicted = sitk.GetArrayFromImage(segment_volume(model, card, image, SegmentRequest(device=device)).labels)
         scores.append(dice_score(predicted == 1, sitk.GetArrayFromImage(sitk.ReadImage(str(label_path))) == 1))
     return scores
 
@@ -111,6 +112,7 @@ def main() -> int:
                         help=f"comma-separated, in order, of {', '.join(MODES)} (default: semi,supervised)")
     parser.add_argument("--seeds", default="0", help="comma-separated fine-tune --seed values, each mode runs once per seed (default 0)")
     parser.add_argument("--name", default="finetune", help="results/NAME.json and .md (default finetune)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cpu (default: the target's 2-core CPU) or cuda: base training, fine-tunes and scoring")
     parser.add_argument("--phantoms", choices=("test", "dev"), default="test",
                         help="score on the test phantoms (seeds 400-409) or the development ones (300-309) that settings are chosen on")
     args = parser.parse_args()
@@ -140,7 +142,7 @@ def main() -> int:
     else:
         shutil.rmtree(work / "base", ignore_errors=True)
         base = train(DatasetSpec.load(work / "base-spec.json"), CONFIG, work / "base", iterations=args.base_iterations, batch_size=8,
-                     crop_size=96, validate_every=args.base_iterations, supervised_only=True, device="cpu", seed=0)
+                     crop_size=96, validate_every=args.base_iterations, supervised_only=True, device=args.device, seed=0)
     home = work / "home"
     shutil.rmtree(home, ignore_errors=True)
     store = ModelStore(home / "models")
@@ -157,7 +159,7 @@ def main() -> int:
         pooled.append((image, label))
         if i < 3:
             draft = data / f"b{i}-draft.nii.gz"
-            sitk.WriteImage(segment_volume(base_model, base_card, sitk.ReadImage(str(image)), SegmentRequest(device="cpu")).labels, str(draft))
+            sitk.WriteImage(segment_volume(base_model, base_card, sitk.ReadImage(str(image)), SegmentRequest(device=args.device)).labels, str(draft))
             pool.add(image, label=label, draft=draft, draft_model=f"{MODEL}/{version}")
         else:
             pool.add(image)
@@ -175,26 +177,26 @@ def main() -> int:
             shutil.rmtree(mode_home, ignore_errors=True)
             shutil.copytree(home, mode_home)
             wall, rss, out = run_measured_env([python, "-m", "VQSegCore", "finetune", "--pool", str(mode_home / "pools" / "shift"),
-                                               "--model", MODEL, *budget, "--device", "cpu", "--seed", str(seed),
+                                               "--model", MODEL, *budget, "--device", args.device, "--seed", str(seed),
                                                "--events", *MODES[key][1]],
                                               {"VQSEG_HOME": str(mode_home)})
             results[(key, seed)] = (last_result(out), wall, rss, mode_home)
 
     # 4. Dice on fresh family-B phantoms
-    before = dice_on(store.path(MODEL, version), fresh)
+    before = dice_on(store.path(MODEL, version), fresh, args.device)
     # every run holds out the same case (the pool's cases are added in a fixed order), so the first run's split is every run's
     trained, unlabelled = pool_cases_trained_on(Path(next(iter(results.values()))[0]["run"]), pooled)
     rows = [{"model": "base (family A only)", "seed": "", "mean Dice (10 fresh B)": round(float(np.mean(before)), 4),
-             "min–max": f"{min(before):.3f}–{max(before):.3f}", **pool_dice(store.path(MODEL, version), trained, unlabelled),
+             "min–max": f"{min(before):.3f}–{max(before):.3f}", **pool_dice(store.path(MODEL, version), trained, unlabelled, args.device),
              "iterations": "", "fine-tune min": "", "peak RSS GB": "", "gate": ""}]
     means = {}
     for (key, seed), (result, wall, rss, mode_home) in results.items():
         candidate = ModelStore(mode_home / "models").path(MODEL, result["version"])
-        scores = dice_on(candidate, fresh)
+        scores = dice_on(candidate, fresh, args.device)
         means[(key, seed)] = float(np.mean(scores))
         rows.append({"model": f"fine-tuned, {MODES[key][0]} ({result['version']})", "seed": seed,
                      "mean Dice (10 fresh B)": round(means[(key, seed)], 4), "min–max": f"{min(scores):.3f}–{max(scores):.3f}",
-                     **pool_dice(candidate, trained, unlabelled),
+                     **pool_dice(candidate, trained, unlabelled, args.device),
                      "iterations": result["iterations"], "fine-tune min": round(wall / 60, 2), "peak RSS GB": round(rss, 2),
                      "gate": "promoted" if result["promoted"] else f"kept: {result['reason']}"})
         print(rows[-1], flush=True)
@@ -206,7 +208,7 @@ def main() -> int:
                          "mean Dice (10 fresh B)": round(over_seeds[key], 4), "min–max": f"{min(spread):.3f}–{max(spread):.3f} (seeds)",
                          TRAINED_COLUMN: "", UNLABELLED_COLUMN: "", "iterations": "", "fine-tune min": "", "peak RSS GB": "", "gate": ""})
     write_report(args.name, rows, {
-        "command": "python benchmarks/finetune.py " + " ".join(sys.argv[1:]), "cpu_model": cpu_model(),
+        "command": "python benchmarks/finetune.py " + " ".join(sys.argv[1:]), "cpu_model": cpu_model(), "device": device_name(args.device),
         "base_training_s": base.get("elapsed_s"), "base_iterations": base["iterations"], "finetune_minutes_budget": args.minutes,
         "families": {"A": "12-20 mm tumours, 10 HU noise, 2.0x2.0x4 mm, 160x160x40",
                      "B": "38-55 mm tumours, 45 HU noise, 2.6x2.6x5 mm, 128x128x36"},
@@ -234,10 +236,15 @@ def pool_cases_trained_on(run: Path, pooled: list[tuple[Path, Path]]) -> tuple[l
     return trained, [pooled[case_number(case["id"]) - 1] for case in cases if not case.get("label")]
 
 
-def pool_dice(model_dir: Path, trained: list, unlabelled: list) -> dict:
+def pool_dice(model_dir: Path, trained: list, unlabelled: list, device: str) -> dict:
     """Mean Dice on the pool's cases: how well the labels were fitted, and on the images seen without labels."""
-    return {TRAINED_COLUMN: round(float(np.mean(dice_on(model_dir, trained))), 4),
-            UNLABELLED_COLUMN: round(float(np.mean(dice_on(model_dir, unlabelled))), 4)}
+    return {TRAINED_COLUMN: round(float(np.mean(dice_on(model_dir, trained, device))), 4),
+            UNLABELLED_COLUMN: round(float(np.mean(dice_on(model_dir, unlabelled, device))), 4)}
+
+
+def device_name(device: str) -> str:
+    import torch
+    return torch.cuda.get_device_name() if device == "cuda" else "cpu"
 
 
 def run_measured_env(command: list[str], env: dict) -> tuple[float, float, str]:
