@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
+import torch  # noqa: E402
 
 from benchmarks.inference import cpu_model, last_result, run_measured  # noqa: E402
 from benchmarks.report import write_report  # noqa: E402
@@ -112,7 +113,8 @@ def main() -> int:
                         help=f"comma-separated, in order, of {', '.join(MODES)} (default: semi,supervised)")
     parser.add_argument("--seeds", default="0", help="comma-separated fine-tune --seed values, each mode runs once per seed (default 0)")
     parser.add_argument("--name", default="finetune", help="results/NAME.json and .md (default finetune)")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cpu (default: the target's 2-core CPU) or cuda: base training, fine-tunes and scoring")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where base training, fine-tunes and scoring run (default cpu, the target's 2-core CPU)")
     parser.add_argument("--phantoms", choices=("test", "dev"), default="test",
                         help="score on the test phantoms (seeds 400-409) or the development ones (300-309) that settings are chosen on")
     args = parser.parse_args()
@@ -243,7 +245,6 @@ def pool_dice(model_dir: Path, trained: list, unlabelled: list, device: str) -> 
 
 
 def device_name(device: str) -> str:
-    import torch
     return torch.cuda.get_device_name() if device == "cuda" else "cpu"
 
 
