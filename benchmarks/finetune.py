@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -93,14 +92,15 @@ def write_phantom(spec: PhantomSpec, folder: Path, stem: str) -> tuple[Path, Pat
     return image, label
 
 
-def dice_on(model_dir: Path, cases: list[tuple[Path, Path]], device: str = "cpu") -> list[float]:
+def read_cases(pairs: list[tuple[Path, Path]]) -> list[tuple[sitk.Image, np.ndarray]]:
+    """(image, tumour mask) of each (image file, truth file): read once, scored against every model."""
+    return [(sitk.ReadImage(str(image)), sitk.GetArrayFromImage(sitk.ReadImage(str(label))) == 1) for image, label in pairs]
+
+
+def dice_on(model_dir: Path, cases: list[tuple[sitk.Image, np.ndarray]], device: str = "cpu") -> list[float]:
     model, card = load_model(model_dir)
-    scores = []
-    for image_path, label_path in cases:
-        image = sitk.ReadImage(str(image_path))
-        predicted = sitk.GetArrayFromImage(segment_volume(model, card, image, SegmentRequest(device=device)).labels)
-        scores.append(dice_score(predicted == 1, sitk.GetArrayFromImage(sitk.ReadImage(str(label_path))) == 1))
-    return scores
+    return [dice_score(sitk.GetArrayFromImage(segment_volume(model, card, image, SegmentRequest(device=device)).labels) == 1, tumour)
+            for image, tumour in cases]
 
 
 def main() -> int:
@@ -166,7 +166,7 @@ def main() -> int:
         else:
             pool.add(image)
     seeds = TEST_SEEDS if args.phantoms == "test" else DEV_SEEDS
-    fresh = [write_phantom(family("B", seed), data, f"{args.phantoms}{seed}") for seed in seeds]
+    fresh = read_cases([write_phantom(family("B", seed), data, f"{args.phantoms}{seed}") for seed in seeds])
 
     # 3. the fine-tunes, each from the same base, per seed
     results = {}
@@ -178,16 +178,16 @@ def main() -> int:
                 budget = ["--iterations", str(results[("semi", seed)][0]["iterations"])]
             shutil.rmtree(mode_home, ignore_errors=True)
             shutil.copytree(home, mode_home)
-            wall, rss, out = run_measured_env([python, "-m", "VQSegCore", "finetune", "--pool", str(mode_home / "pools" / "shift"),
-                                               "--model", MODEL, *budget, "--device", args.device, "--seed", str(seed),
-                                               "--events", *MODES[key][1]],
-                                              {"VQSEG_HOME": str(mode_home)})
+            wall, rss, out = run_measured([python, "-m", "VQSegCore", "finetune", "--pool", str(mode_home / "pools" / "shift"),
+                                           "--model", MODEL, *budget, "--device", args.device, "--seed", str(seed),
+                                           "--events", *MODES[key][1]],
+                                          {"VQSEG_HOME": str(mode_home)})
             results[(key, seed)] = (last_result(out), wall, rss, mode_home)
 
     # 4. Dice on fresh family-B phantoms
     before = dice_on(store.path(MODEL, version), fresh, args.device)
     # every run holds out the same case (the pool's cases are added in a fixed order), so the first run's split is every run's
-    trained, unlabelled = pool_cases_trained_on(Path(next(iter(results.values()))[0]["run"]), pooled)
+    trained, unlabelled = map(read_cases, pool_cases_trained_on(Path(next(iter(results.values()))[0]["run"]), pooled))
     rows = [{"model": "base (family A only)", "seed": "", "mean Dice (10 fresh B)": round(float(np.mean(before)), 4),
              "min–max": f"{min(before):.3f}–{max(before):.3f}", **pool_dice(store.path(MODEL, version), trained, unlabelled, args.device),
              "iterations": "", "fine-tune min": "", "peak RSS GB": "", "gate": ""}]
@@ -240,25 +240,13 @@ def pool_cases_trained_on(run: Path, pooled: list[tuple[Path, Path]]) -> tuple[l
 
 def pool_dice(model_dir: Path, trained: list, unlabelled: list, device: str) -> dict:
     """Mean Dice on the pool's cases: how well the labels were fitted, and on the images seen without labels."""
-    return {TRAINED_COLUMN: round(float(np.mean(dice_on(model_dir, trained, device))), 4),
-            UNLABELLED_COLUMN: round(float(np.mean(dice_on(model_dir, unlabelled, device))), 4)}
+    scores = dice_on(model_dir, trained + unlabelled, device)
+    return {TRAINED_COLUMN: round(float(np.mean(scores[:len(trained)])), 4),
+            UNLABELLED_COLUMN: round(float(np.mean(scores[len(trained):])), 4)}
 
 
 def device_name(device: str) -> str:
     return torch.cuda.get_device_name() if device == "cuda" else "cpu"
-
-
-def run_measured_env(command: list[str], env: dict) -> tuple[float, float, str]:
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
-    try:
-        return run_measured(command)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 if __name__ == "__main__":

@@ -42,11 +42,16 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def run_measured(command: list[str]) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS in GB, stdout) of one child process, reaped with os.wait4 for its own rusage."""
+def run_measured(command: list[str], env: dict | None = None) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS in GB, stdout) of one child process, reaped with os.wait4 for its own rusage.
+
+    The child gets this environment plus `env`, with the repository in front of the caller's PYTHONPATH.
+    """
+    python_path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         started = time.perf_counter()
-        process = subprocess.Popen(command, stdout=out, stderr=err, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
+        process = subprocess.Popen(command, stdout=out, stderr=err, text=True, cwd=ROOT,
+                                   env={**os.environ, "PYTHONPATH": python_path, **(env or {})})
         _pid, status, usage = os.wait4(process.pid, 0)
         wall = time.perf_counter() - started
         process.returncode = os.waitstatus_to_exitcode(status)
