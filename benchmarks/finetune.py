@@ -13,6 +13,9 @@ Target family B (the pool): large tumours (38-55 mm), high noise (45 HU), 2.6x2.
    `--lr 1e-3`, and `supervised-matched` (after `semi`): supervised-only with as many iterations as
    the semi-supervised run made, the unlabelled cases' worth per update, their cost aside.
    The pool's cases are added in a fixed order, so every run holds out the same case for the gate.
+   `--label-all` gives the 10 uncorrected cases their truth too (the gate then holds out 4 of 13):
+   supervised-only on them bounds what the unlabelled cases could add with perfect pseudo-labels.
+   `--iterations N` budgets updates instead of minutes (the gate's 4 held-out cases cost validation time).
 4. Dice on 10 fresh B phantoms (seeds 400-409): the base model and each candidate. Fine-tuning
    settings are chosen on other B phantoms (seeds 300-309, `--phantoms dev`), the learning rate on
    `vqseg demo`.
@@ -20,6 +23,9 @@ Target family B (the pool): large tumours (38-55 mm), high noise (45 HU), 2.6x2.
     .venv/bin/python benchmarks/finetune.py --work /tmp/ftbench                 # results/finetune.json and .md
     .venv/bin/python benchmarks/finetune.py --work /tmp/ftbench --reuse-base --seeds 0,1,2   # the README's table
     python benchmarks/finetune.py --device cuda --minutes 1 --name finetune_gpu               # on a GPU: base, fine-tunes, scoring
+    .venv/bin/python benchmarks/finetune.py --work /tmp/ftall --reuse-base --seeds 0,1,2 --modes supervised --label-all --name finetune_all_labelled
+    .venv/bin/python benchmarks/finetune.py --work /tmp/ftall --reuse-base --seeds 0,1,2 --modes supervised --label-all --iterations 1065 \
+        --name finetune_all_labelled_iterations
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ import torch  # noqa: E402
 from benchmarks.inference import cpu_model, last_result, run_measured  # noqa: E402
 from benchmarks.report import write_report  # noqa: E402
 from VQSegCore.dataset_spec import DatasetSpec  # noqa: E402
+from VQSegCore.finetune.holdout import held_out_count  # noqa: E402
 from VQSegCore.infer import SegmentRequest, segment_volume  # noqa: E402
 from VQSegCore.metrics import dice_score  # noqa: E402
 from VQSegCore.model import VQSegConfig, load_model  # noqa: E402
@@ -69,10 +76,9 @@ MODES = {  # key: (row name, extra vqseg finetune options)
 }
 PAIRS = {"defaults": ("semi", "supervised"), "lr 1e-3": ("semi-lr1e-3", "supervised-lr1e-3"),
          "same iterations": ("semi", "supervised-matched")}
-TRAINED_COLUMN = "Dice, labelled pool cases trained on (2)"
-UNLABELLED_COLUMN = "Dice, unlabelled pool cases (10)"
 TEST_SEEDS = range(400, 410)  # fine-tuning settings are chosen on DEV_SEEDS, never on these
 DEV_SEEDS = range(300, 310)
+POOL_STEMS = [f"b{i}" for i in range(13)]  # in the order added: 3 corrected, then 10 uncorrected
 
 
 def family(name: str, seed: int) -> PhantomSpec:
@@ -84,9 +90,18 @@ def family(name: str, seed: int) -> PhantomSpec:
                        noise_hu=45.0, seed=seed)
 
 
+def phantom_files(folder: Path, stem: str) -> tuple[Path, Path]:
+    return folder / f"{stem}.nii.gz", folder / f"{stem}-label.nii.gz"
+
+
+def pool_files(data: Path) -> list[tuple[Path, Path]]:
+    """(image, truth) of the pool's cases in the order they are added: 3 corrected, then 10 uncorrected."""
+    return [phantom_files(data, stem) for stem in POOL_STEMS]
+
+
 def write_phantom(spec: PhantomSpec, folder: Path, stem: str) -> tuple[Path, Path]:
     phantom = make_chest_ct(spec)
-    image, label = folder / f"{stem}.nii.gz", folder / f"{stem}-label.nii.gz"
+    image, label = phantom_files(folder, stem)
     sitk.WriteImage(phantom.image, str(image))
     sitk.WriteImage(phantom.label, str(label))
     return image, label
@@ -106,7 +121,9 @@ def dice_on(model_dir: Path, cases: list[tuple[sitk.Image, np.ndarray]], device:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--base-iterations", type=int, default=400)
-    parser.add_argument("--minutes", type=float, default=8.0, help="training budget of each fine-tune (default 8)")
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--minutes", type=float, default=8.0, help="training budget of each fine-tune (default 8)")
+    budget.add_argument("--iterations", type=int, default=None, help="a budget in updates instead of minutes")
     parser.add_argument("--work", type=Path, default=None, help="keep the work folder here (default: a temporary one)")
     parser.add_argument("--reuse-base", action="store_true", help="keep the base model an earlier run left in --work")
     parser.add_argument("--modes", default="semi,supervised",
@@ -115,6 +132,8 @@ def main() -> int:
     parser.add_argument("--name", default="finetune", help="results/NAME.json and .md (default finetune)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="where base training, fine-tunes and scoring run (default cpu, the target's 2-core CPU)")
+    parser.add_argument("--label-all", action="store_true",
+                        help="give every pool case its truth (an upper bound: what the 10 unlabelled cases could add, perfectly labelled)")
     parser.add_argument("--phantoms", choices=("test", "dev"), default="test",
                         help="score on the test phantoms (seeds 400-409) or the development ones (300-309) that settings are chosen on")
     args = parser.parse_args()
@@ -156,10 +175,12 @@ def main() -> int:
     # 2. the pool on family B: 3 corrected, 10 uncorrected
     pool = Pool.create(home / "pools" / "shift", name="shift")
     pooled = []  # the pool's cases in the order added, with their truth (the uncorrected ones' too)
-    for i in range(13):
-        image, label = write_phantom(family("B", 200 + i), data, f"b{i}")
+    for i, stem in enumerate(POOL_STEMS):
+        image, label = write_phantom(family("B", 200 + i), data, stem)
         pooled.append((image, label))
-        if i < 3:
+        if args.label_all and i >= 3:
+            pool.add(image, label=label)
+        elif i < 3:
             draft = data / f"b{i}-draft.nii.gz"
             sitk.WriteImage(segment_volume(base_model, base_card, sitk.ReadImage(str(image)), SegmentRequest(device=args.device)).labels, str(draft))
             pool.add(image, label=label, draft=draft, draft_model=f"{MODEL}/{version}")
@@ -173,7 +194,7 @@ def main() -> int:
     for seed in run_seeds:
         for key in modes:
             mode_home = work / f"home-{key}-seed{seed}"
-            budget = ["--minutes", str(args.minutes)]
+            budget = ["--minutes", str(args.minutes)] if args.iterations is None else ["--iterations", str(args.iterations)]
             if key == "supervised-matched":
                 budget = ["--iterations", str(results[("semi", seed)][0]["iterations"])]
             shutil.rmtree(mode_home, ignore_errors=True)
@@ -208,13 +229,16 @@ def main() -> int:
             spread = [means[(key, seed)] for seed in run_seeds]
             rows.append({"model": f"mean over seeds: {MODES[key][0]}", "seed": ",".join(map(str, run_seeds)),
                          "mean Dice (10 fresh B)": round(over_seeds[key], 4), "min–max": f"{min(spread):.3f}–{max(spread):.3f} (seeds)",
-                         TRAINED_COLUMN: "", UNLABELLED_COLUMN: "", "iterations": "", "fine-tune min": "", "peak RSS GB": "", "gate": ""})
+                         "iterations": "", "fine-tune min": "", "peak RSS GB": "", "gate": ""})
     write_report(args.name, rows, {
         "command": "python benchmarks/finetune.py " + " ".join(sys.argv[1:]), "cpu_model": cpu_model(), "device": device_name(args.device),
-        "base_training_s": base.get("elapsed_s"), "base_iterations": base["iterations"], "finetune_minutes_budget": args.minutes,
+        "base_training_s": base.get("elapsed_s"), "base_iterations": base["iterations"], "finetune_minutes_budget": None if args.iterations else args.minutes,
+        "finetune_iterations_budget": args.iterations,
         "families": {"A": "12-20 mm tumours, 10 HU noise, 2.0x2.0x4 mm, 160x160x40",
                      "B": "38-55 mm tumours, 45 HU noise, 2.6x2.6x5 mm, 128x128x36"},
-        "pool": "3 corrected + 10 uncorrected family-B cases; the gate holds out 1 of the 3 corrected cases",
+        "pool": (f"{len(POOL_STEMS)} family-B cases, all labelled; the gate holds out {held_out_count(len(POOL_STEMS))} of them"
+                 if args.label_all else
+                 "3 corrected + 10 uncorrected family-B cases; the gate holds out 1 of the 3 corrected cases"),
         "targets": {"finetune_minutes": 10, "peak_rss_gb": 4, "semi_beats_supervised": True},
         "seeds": run_seeds, "scored_on": f"{args.phantoms} phantoms, seeds {seeds[0]}-{seeds[-1]}",
         "semi_beats_supervised": {
@@ -241,8 +265,9 @@ def pool_cases_trained_on(run: Path, pooled: list[tuple[Path, Path]]) -> tuple[l
 def pool_dice(model_dir: Path, trained: list, unlabelled: list, device: str) -> dict:
     """Mean Dice on the pool's cases: how well the labels were fitted, and on the images seen without labels."""
     scores = dice_on(model_dir, trained + unlabelled, device)
-    return {TRAINED_COLUMN: round(float(np.mean(scores[:len(trained)])), 4),
-            UNLABELLED_COLUMN: round(float(np.mean(scores[len(trained):])), 4)}
+    columns = {f"Dice, labelled pool cases trained on ({len(trained)})": scores[:len(trained)],
+               f"Dice, unlabelled pool cases ({len(unlabelled)})": scores[len(trained):]}
+    return {column: round(float(np.mean(values)), 4) for column, values in columns.items() if values}  # --label-all: none unlabelled
 
 
 def device_name(device: str) -> str:

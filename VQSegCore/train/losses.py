@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 IGNORE_INDEX = 255  # label value of pixels that count for nothing (padding), as the authors' code
+PSEUDO_LABEL_THRESHOLD = 0.95  # the teacher's softmax confidence a pseudo-label needs (authors' code)
 
 
 class SupervisedLoss(NamedTuple):
@@ -61,7 +62,7 @@ def pseudo_label_loss(
     labels: Tensor,
     confidence: Tensor,
     *,
-    threshold: float = 0.95,
+    threshold: float = PSEUDO_LABEL_THRESHOLD,
     valid: Tensor | None = None,
     dice_weight: float = 0.0,
 ) -> Tensor:

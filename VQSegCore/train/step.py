@@ -28,7 +28,7 @@ from VQSegCore.model.pfa import patch_infonce_loss
 from VQSegCore.train.augment import StrongAugment, cutmix, cutmix_boxes, strong_view, weak_view
 from VQSegCore.train.distributed import SINGLE_PROCESS, Distributed
 from VQSegCore.train.ema import ema_momentum, update_ema
-from VQSegCore.train.losses import confident_fraction, pseudo_label_loss, pseudo_labels, supervised_loss
+from VQSegCore.train.losses import PSEUDO_LABEL_THRESHOLD, confident_fraction, pseudo_label_loss, pseudo_labels, supervised_loss
 
 
 @dataclass
@@ -74,7 +74,7 @@ class SemiSupervisedStep:
         *,
         weights: LossWeights | None = None,
         foundation: FoundationModel | None = None,
-        confidence_threshold: float = 0.95,
+        confidence_threshold: float = PSEUDO_LABEL_THRESHOLD,
         unlabeled_dice: float = 0.0,  # 0 = the authors' CE-only L_unsup; w > 0: (CE + w Dice) / (1 + w)
         strong_views: int = 2,  # the authors' code: two CutMix-ed strong views per unlabeled image
         ema_base: float = 0.99,  # paper's alpha; the authors' code: 0.996 with ema_ramp=True
