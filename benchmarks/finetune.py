@@ -23,9 +23,11 @@ Target family B (the pool): large tumours (38-55 mm), high noise (45 HU), 2.6x2.
     .venv/bin/python benchmarks/finetune.py --work /tmp/ftbench                 # results/finetune.json and .md
     .venv/bin/python benchmarks/finetune.py --work /tmp/ftbench --reuse-base --seeds 0,1,2   # the README's table
     python benchmarks/finetune.py --device cuda --minutes 1 --name finetune_gpu               # on a GPU: base, fine-tunes, scoring
-    .venv/bin/python benchmarks/finetune.py --work /tmp/ftall --reuse-base --seeds 0,1,2 --modes supervised --label-all --name finetune_all_labelled
-    .venv/bin/python benchmarks/finetune.py --work /tmp/ftall --reuse-base --seeds 0,1,2 --modes supervised --label-all --iterations 1065 \
-        --name finetune_all_labelled_iterations
+    # every pool case labelled, supervised-only (copy the base/ folder of /tmp/ftbench to /tmp/ftall first)
+    .venv/bin/python benchmarks/finetune.py --work /tmp/ftall --reuse-base --seeds 0,1,2 --modes supervised --label-all \
+        --name finetune_all_labelled
+    .venv/bin/python benchmarks/finetune.py --work /tmp/ftall --reuse-base --seeds 0,1,2 --modes supervised --label-all \
+        --iterations 1065 --name finetune_all_labelled_iterations
 """
 
 from __future__ import annotations
@@ -232,8 +234,8 @@ def main() -> int:
                          "iterations": "", "fine-tune min": "", "peak RSS GB": "", "gate": ""})
     write_report(args.name, rows, {
         "command": "python benchmarks/finetune.py " + " ".join(sys.argv[1:]), "cpu_model": cpu_model(), "device": device_name(args.device),
-        "base_training_s": base.get("elapsed_s"), "base_iterations": base["iterations"], "finetune_minutes_budget": None if args.iterations else args.minutes,
-        "finetune_iterations_budget": args.iterations,
+        "base_training_s": base.get("elapsed_s"), "base_iterations": base["iterations"],
+        "finetune_minutes_budget": None if args.iterations else args.minutes, "finetune_iterations_budget": args.iterations,
         "families": {"A": "12-20 mm tumours, 10 HU noise, 2.0x2.0x4 mm, 160x160x40",
                      "B": "38-55 mm tumours, 45 HU noise, 2.6x2.6x5 mm, 128x128x36"},
         "pool": (f"{len(POOL_STEMS)} family-B cases, all labelled; the gate holds out {held_out_count(len(POOL_STEMS))} of them"

@@ -64,7 +64,7 @@ def row(model: str, seed, counts: dict) -> dict:
     def share(part: str, whole: str):
         return round(counts[part] / counts[whole], 3) if counts[whole] else ""
 
-    return {"model": model, "seed": seed, "Dice (10 unlabelled pool cases)": round(float(np.mean(counts["dice"])), 4),
+    return {"model": model, "seed": seed, f"Dice ({len(counts['dice'])} unlabelled pool cases)": round(float(np.mean(counts["dice"])), 4),
             "precision of confident tumour": share("confident_tumour_right", "confident_tumour"),
             "tumour taught as tumour": share("truth_confident_tumour", "truth"),
             "tumour taught as background": share("truth_confident_background", "truth"),
@@ -87,6 +87,9 @@ def main() -> int:
     runs = benchmark["finetune_results"]
     if not runs:
         raise SystemExit(f"{args.results} holds no fine-tune results")
+    outside = [result["run"] for result in runs.values() if not Path(result["run"]).resolve().is_relative_to(args.work.resolve())]
+    if outside:
+        raise SystemExit(f"{args.results} names runs outside {args.work} ({outside[0]}): give the --work folder of that run")
     pooled = pool_files(args.work / "data")
     missing = [str(path) for pair in pooled for path in pair if not path.is_file()]
     if missing:
@@ -101,7 +104,8 @@ def main() -> int:
     for name, result in runs.items():
         mode, seed = name.rsplit(", seed ", 1)
         store = ModelStore(Path(result["run"]).parents[2])
-        rows.append(row(f"fine-tuned, {mode}", int(seed), pseudo_label_counts(store.path(MODEL, result["version"]), unlabelled, args.threshold)))
+        counts = pseudo_label_counts(store.path(MODEL, result["version"]), unlabelled, args.threshold)
+        rows.append(row(f"fine-tuned, {mode}", int(seed), counts))
         print(rows[-1], flush=True)
     write_report(args.name, rows, {
         "command": "python benchmarks/finetune_pseudo_labels.py " + " ".join(sys.argv[1:]),
