@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 
-from benchmarks.finetune import MODEL, pool_cases_trained_on, pool_files  # noqa: E402
+from benchmarks.finetune import MODEL, pool_cases_trained_on, pool_files, read_cases  # noqa: E402
 from benchmarks.report import write_report  # noqa: E402
 from VQSegCore.infer import SegmentRequest, segment_volume  # noqa: E402
 from VQSegCore.metrics import dice_score  # noqa: E402
@@ -35,24 +35,22 @@ from VQSegCore.models import ModelStore  # noqa: E402
 from VQSegCore.train.losses import PSEUDO_LABEL_THRESHOLD  # noqa: E402
 
 
-def pseudo_label_counts(model_dir: Path, cases: list[tuple[Path, Path]], threshold: float) -> dict:
-    """Voxel counts over all cases (tumour class 1 of a two-class model) and the per-case Dice."""
+def pseudo_label_counts(model_dir: Path, cases: list[tuple[sitk.Image, np.ndarray]], threshold: float) -> dict:
+    """Voxel counts over all (image, tumour mask) cases (tumour: class 1 of a two-class model) and the per-case Dice."""
     model, card = load_model(model_dir)
-    counts = dict.fromkeys(("confident_tumour", "confident_tumour_right", "truth", "truth_confident_tumour",
-                            "truth_confident_background", "false_positive", "false_positive_confident", "missed"), 0)
+    counts = dict.fromkeys(("confident_tumour", "confident_tumour_right", "truth", "truth_confident_background",
+                            "false_positive", "false_positive_confident", "missed"), 0)
     dice = []
-    for image_file, truth_file in cases:
-        result = segment_volume(model, card, sitk.ReadImage(str(image_file)), SegmentRequest(device="cpu", probabilities=True))
+    for image, truth in cases:
+        result = segment_volume(model, card, image, SegmentRequest(device="cpu", probabilities=True))
         if result.probabilities.GetNumberOfComponentsPerPixel() != 1:
             raise SystemExit(f"{model_dir}: a two-class model (background, tumour) is expected")
         tumour = sitk.GetArrayFromImage(result.probabilities)
-        truth = sitk.GetArrayFromImage(sitk.ReadImage(str(truth_file))) == 1
         confident, confident_background, predicted = tumour >= threshold, tumour <= 1.0 - threshold, tumour >= 0.5
         dice.append(dice_score(sitk.GetArrayFromImage(result.labels) == 1, truth))
         counts["confident_tumour"] += int(confident.sum())
         counts["confident_tumour_right"] += int((confident & truth).sum())
         counts["truth"] += int(truth.sum())
-        counts["truth_confident_tumour"] += int((confident & truth).sum())
         counts["truth_confident_background"] += int((confident_background & truth).sum())
         counts["false_positive"] += int((predicted & ~truth).sum())
         counts["false_positive_confident"] += int((confident & ~truth).sum())
@@ -66,7 +64,7 @@ def row(model: str, seed, counts: dict) -> dict:
 
     return {"model": model, "seed": seed, f"Dice ({len(counts['dice'])} unlabelled pool cases)": round(float(np.mean(counts["dice"])), 4),
             "precision of confident tumour": share("confident_tumour_right", "confident_tumour"),
-            "tumour taught as tumour": share("truth_confident_tumour", "truth"),
+            "tumour taught as tumour": share("confident_tumour_right", "truth"),
             "tumour taught as background": share("truth_confident_background", "truth"),
             "false-positive voxels": counts["false_positive"],
             "of them confident": share("false_positive_confident", "false_positive"), "missed tumour voxels": counts["missed"]}
@@ -95,9 +93,10 @@ def main() -> int:
     if missing:
         raise SystemExit(f"{args.work} does not hold that run's pool phantoms (missing {missing[0]}): give the run's --work folder")
     # every run holds out the same corrected case, so the first run's unlabelled cases are every run's
-    _, unlabelled = pool_cases_trained_on(Path(next(iter(runs.values()))["run"]), pooled)
-    if not unlabelled:
+    _, unlabelled_files = pool_cases_trained_on(Path(next(iter(runs.values()))["run"]), pooled)
+    if not unlabelled_files:
         raise SystemExit(f"the run of {args.results} had no unlabelled pool case (--label-all?): nothing was pseudo-labelled")
+    unlabelled = read_cases(unlabelled_files)  # read once, scored against every model
 
     base = ModelStore(args.work / "home" / "models")  # the run's starting store: the base model is its active version
     rows = [row("base (family A only)", "", pseudo_label_counts(base.path(MODEL, base.active(MODEL)), unlabelled, args.threshold))]
