@@ -15,7 +15,7 @@ Target family B (the pool): large tumours (38-55 mm), high noise (45 HU), 2.6x2.
    The pool's cases are added in a fixed order, so every run holds out the same case for the gate.
    `--label-all` gives the 10 uncorrected cases their truth too (the gate then holds out 4 of 13):
    supervised-only on them bounds what the unlabelled cases could add with perfect pseudo-labels.
-   `--iterations N` budgets updates instead of minutes (the gate's 4 held-out cases cost validation time).
+   `--iterations N` budgets updates instead of minutes.
 4. Dice on 10 fresh B phantoms (seeds 400-409): the base model and each candidate. Fine-tuning
    settings are chosen on other B phantoms (seeds 300-309, `--phantoms dev`), the learning rate on
    `vqseg demo`.

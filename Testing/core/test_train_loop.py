@@ -188,3 +188,30 @@ def test_supervised_warmup_learns_from_labels_only_for_its_share_of_the_budget(d
     with pytest.raises(InputError, match="warm-up"):
         train(spec, TINY, tmp_path / "bad", iterations=2, supervised_warmup=1.0, **FAST)
     assert not (tmp_path / "bad").exists()
+
+
+def test_validation_share_holds_back_slow_validations(tmp_path, monkeypatch):
+    import time
+
+    import VQSegCore.train.loop as loop
+
+    spec_path = make_dataset(tmp_path / "data", (("a", "train", True), ("v", "val", True)))
+    validated = []
+
+    def slow_validate(model, cases, config, device, cancel=None):
+        time.sleep(0.5)  # far longer than a tiny step: at share 0.1 the next one waits ~5 s of training
+        validated.append(len(validated))
+        return {"mean_dice": 0.5, "per_case": {"v": 0.5}}
+
+    monkeypatch.setattr(loop, "validate", slow_validate)
+    spec = DatasetSpec.load(spec_path)
+    train(spec, TINY, tmp_path / "every", iterations=6, validate_every=1, checkpoint_every=1000, **FAST)
+    assert len(validated) == 7  # iterations 1-6, then the last teacher (the best was iteration 1's)
+    validated.clear()
+    recorder = Recorder()
+    summary = train(spec, TINY, tmp_path / "capped", iterations=6, validate_every=1, validation_share=0.1,
+                    checkpoint_every=1000, reporter=recorder, **FAST)
+    assert summary["iterations"] == 6
+    assert [m["iteration"] for m in recorder.metrics if m.get("stage") == "validate"] == [1, 6]  # the first, then the end
+    with pytest.raises(InputError, match="validation share"):
+        train(spec, TINY, tmp_path / "bad", iterations=2, validation_share=0.0, **FAST)

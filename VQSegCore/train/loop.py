@@ -72,6 +72,7 @@ def train(
     supervised_only: bool = False,
     supervised_warmup: float = 0.0,
     validate_every: int = 100,
+    validation_share: float | None = None,
     checkpoint_every: int = 100,
     resume: bool = False,
     reporter=None,
@@ -101,6 +102,9 @@ def train(
     `supervised_warmup`: the first fraction (0-1) of the budget trains on the labelled crops only: the
     teacher's pseudo-labels are not learnt from until the student has learnt from the labels. A model
     fine-tuned on a new kind of image starts with a teacher that is confidently wrong there.
+    `validation_share`: the most of this process's time validation may take (0-1): a validation that is
+    due waits while the time spent validating exceeds that share. None validates every `validate_every`
+    iterations however long it takes (a fine-tune's held-out cases grow with its pool: it passes 0.1).
     `step_options`: keyword arguments of SemiSupervisedStep (numbers and strings: they are recorded in
     run.json and the card, and a resume must give the same).
     `distributed`: the torchrun ranks (default: read from the environment; one process without torchrun).
@@ -118,6 +122,8 @@ def train(
         raise ValueError(f"optimiser must be 'adamw' or 'sgd', got {optimiser!r}")
     if not 0.0 <= supervised_warmup < 1.0:
         raise InputError(f"the supervised warm-up must be a fraction in [0, 1), got {supervised_warmup}")
+    if validation_share is not None and not 0.0 < validation_share <= 1.0:
+        raise InputError(f"the validation share must be a fraction in (0, 1], got {validation_share}")
     if precision not in PRECISIONS:
         raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     ranks = distributed or Distributed.from_environment()
@@ -126,8 +132,8 @@ def train(
     with ranks.joined(device) as dev:
         return _train(spec, config, Path(out_dir), dev, ranks, iterations=iterations, minutes=minutes, batch_size=batch_size,
                       unlabelled_batch_size=unlabelled_batch_size, crop_size=crop_size, lr=lr, seed=seed, supervised_only=supervised_only,
-                      supervised_warmup=supervised_warmup, validate_every=validate_every, checkpoint_every=checkpoint_every,
-                      resume=resume, reporter=reporter if ranks.is_main else None,
+                      supervised_warmup=supervised_warmup, validate_every=validate_every, validation_share=validation_share,
+                      checkpoint_every=checkpoint_every, resume=resume, reporter=reporter if ranks.is_main else None,
                       cancel=cancel, optimiser=optimiser, weight_decay=weight_decay, foreground_fraction=foreground_fraction,
                       include_labelled_as_unlabelled=include_labelled_as_unlabelled, cache_dir=cache_dir,
                       step_options=step_options, precision=precision, foundation=foundation,
@@ -135,8 +141,8 @@ def train(
 
 
 def _train(spec, config: VQSegConfig, out_dir: Path, dev: torch.device, ranks: Distributed, *, iterations, minutes, batch_size,
-           unlabelled_batch_size, crop_size, lr, seed, supervised_only, supervised_warmup, validate_every, checkpoint_every, resume,
-           reporter, cancel, optimiser, weight_decay, foreground_fraction, include_labelled_as_unlabelled, cache_dir, step_options,
+           unlabelled_batch_size, crop_size, lr, seed, supervised_only, supervised_warmup, validate_every, validation_share, checkpoint_every,
+           resume, reporter, cancel, optimiser, weight_decay, foreground_fraction, include_labelled_as_unlabelled, cache_dir, step_options,
            precision,
            foundation, foundation_weights, initial_model) -> dict:
     reporter = reporter or _NullReporter()
@@ -223,6 +229,7 @@ def _train(spec, config: VQSegConfig, out_dir: Path, dev: torch.device, ranks: D
     started = time.monotonic()
     budget_s = minutes * 60.0 if minutes is not None else None
     last_val: float | None = None
+    validating_s = 0.0  # this process's time spent validating, for validation_share
 
     def elapsed() -> float:
         return elapsed_before + time.monotonic() - started
@@ -253,7 +260,8 @@ def _train(spec, config: VQSegConfig, out_dir: Path, dev: torch.device, ranks: D
 
     def validate_and_keep_best() -> None:
         """Score the EMA teacher on the val split; save it as best/ when it beats the best so far."""
-        nonlocal last_val, best_dice, best_iteration
+        nonlocal last_val, best_dice, best_iteration, validating_s
+        validation_started = time.monotonic()
         # under torchrun a cancel waits for the next agreed decision: rank 0 alone must not stop mid-way
         scores = validate(teacher, val_cases, config, dev, cancel=None if ranks.enabled else cancel)
         last_val = scores["mean_dice"]
@@ -262,6 +270,10 @@ def _train(spec, config: VQSegConfig, out_dir: Path, dev: torch.device, ranks: D
             best_dice, best_iteration = last_val, iteration
             save_model(teacher, out_dir / "best", training=training_info(),
                        metrics={"val_mean_dice": last_val, "val_per_case": scores["per_case"], "iteration": iteration})
+        validating_s += time.monotonic() - validation_started
+
+    def validation_due() -> bool:
+        return validation_share is None or validating_s <= validation_share * (time.monotonic() - started)
 
     total = iterations
     try:
@@ -290,7 +302,7 @@ def _train(spec, config: VQSegConfig, out_dir: Path, dev: torch.device, ranks: D
                 extra["time_left_s"] = round(max(0.0, budget_s - elapsed()), 1)
             reporter.progress("train", iteration, total or 0, iteration=iteration, **extra)
 
-            if iteration % validate_every == 0 and val_cases:  # val_cases: rank 0 only
+            if iteration % validate_every == 0 and val_cases and validation_due():  # val_cases: rank 0 only
                 validate_and_keep_best()
             if iteration % checkpoint_every == 0:
                 checkpoint()
