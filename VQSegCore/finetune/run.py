@@ -241,8 +241,9 @@ def _train(plan: Plan, spec: DatasetSpec, *, iterations, minutes, batch_size, un
         spec, _config_for(plan.parent_dir, spec), plan.run / TRAIN_DIR, iterations=iterations, minutes=minutes,
         batch_size=batch_size, unlabelled_batch_size=unlabelled_batch_size, crop_size=crop_size, lr=lr, seed=seed,
         supervised_only=supervised_only, supervised_warmup=supervised_warmup, validate_every=validate_every,
-        validation_share=FINETUNE_VALIDATION_SHARE, checkpoint_every=validate_every, resume=plan.resume_training, reporter=recorder, cancel=cancel, device=device,
-        initial_model=plan.parent_dir, distributed=ranks, step_options=step_options,
+        validation_share=FINETUNE_VALIDATION_SHARE, checkpoint_every=validate_every, resume=plan.resume_training,
+        reporter=recorder, cancel=cancel, device=device, initial_model=plan.parent_dir, distributed=ranks,
+        step_options=step_options,
     )
 
 

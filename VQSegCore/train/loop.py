@@ -141,10 +141,9 @@ def train(
 
 
 def _train(spec, config: VQSegConfig, out_dir: Path, dev: torch.device, ranks: Distributed, *, iterations, minutes, batch_size,
-           unlabelled_batch_size, crop_size, lr, seed, supervised_only, supervised_warmup, validate_every, validation_share, checkpoint_every,
-           resume, reporter, cancel, optimiser, weight_decay, foreground_fraction, include_labelled_as_unlabelled, cache_dir, step_options,
-           precision,
-           foundation, foundation_weights, initial_model) -> dict:
+           unlabelled_batch_size, crop_size, lr, seed, supervised_only, supervised_warmup, validate_every, validation_share,
+           checkpoint_every, resume, reporter, cancel, optimiser, weight_decay, foreground_fraction, include_labelled_as_unlabelled,
+           cache_dir, step_options, precision, foundation, foundation_weights, initial_model) -> dict:
     reporter = reporter or _NullReporter()
     cancel = cancel or _NoCancel()
     config = config.resolved()
