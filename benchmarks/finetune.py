@@ -80,7 +80,8 @@ PAIRS = {"defaults": ("semi", "supervised"), "lr 1e-3": ("semi-lr1e-3", "supervi
          "same iterations": ("semi", "supervised-matched")}
 TEST_SEEDS = range(400, 410)  # fine-tuning settings are chosen on DEV_SEEDS, never on these
 DEV_SEEDS = range(300, 310)
-POOL_STEMS = [f"b{i}" for i in range(13)]  # in the order added: 3 corrected, then 10 uncorrected
+POOL_STEMS = [f"b{i}" for i in range(13)]  # in the order added: CORRECTED_CASES corrected, then the uncorrected
+CORRECTED_CASES = 3
 
 
 def family(name: str, seed: int) -> PhantomSpec:
@@ -180,14 +181,13 @@ def main() -> int:
     for i, stem in enumerate(POOL_STEMS):
         image, label = write_phantom(family("B", 200 + i), data, stem)
         pooled.append((image, label))
-        if args.label_all and i >= 3:
-            pool.add(image, label=label)
-        elif i < 3:
-            draft = data / f"b{i}-draft.nii.gz"
-            sitk.WriteImage(segment_volume(base_model, base_card, sitk.ReadImage(str(image)), SegmentRequest(device=args.device)).labels, str(draft))
+        if i < CORRECTED_CASES:
+            draft = data / f"{stem}-draft.nii.gz"
+            base_output = segment_volume(base_model, base_card, sitk.ReadImage(str(image)), SegmentRequest(device=args.device))
+            sitk.WriteImage(base_output.labels, str(draft))
             pool.add(image, label=label, draft=draft, draft_model=f"{MODEL}/{version}")
         else:
-            pool.add(image)
+            pool.add(image, label=label if args.label_all else None)
     seeds = TEST_SEEDS if args.phantoms == "test" else DEV_SEEDS
     fresh = read_cases([write_phantom(family("B", seed), data, f"{args.phantoms}{seed}") for seed in seeds])
 
@@ -240,7 +240,8 @@ def main() -> int:
                      "B": "38-55 mm tumours, 45 HU noise, 2.6x2.6x5 mm, 128x128x36"},
         "pool": (f"{len(POOL_STEMS)} family-B cases, all labelled; the gate holds out {held_out_count(len(POOL_STEMS))} of them"
                  if args.label_all else
-                 "3 corrected + 10 uncorrected family-B cases; the gate holds out 1 of the 3 corrected cases"),
+                 f"{CORRECTED_CASES} corrected + {len(POOL_STEMS) - CORRECTED_CASES} uncorrected family-B cases; the gate holds out "
+                 f"{held_out_count(CORRECTED_CASES)} of the {CORRECTED_CASES} corrected cases"),
         "targets": {"finetune_minutes": 10, "peak_rss_gb": 4, "semi_beats_supervised": True},
         "seeds": run_seeds, "scored_on": f"{args.phantoms} phantoms, seeds {seeds[0]}-{seeds[-1]}",
         "semi_beats_supervised": {
