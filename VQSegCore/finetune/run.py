@@ -64,8 +64,8 @@ FINETUNE_UNLABELLED_DICE = 0.0
 FINETUNE_STRONG_VIEWS = 2
 # Validation may take at most this share of the fine-tune's time: the held-out cases are n // 3 of the
 # labelled ones, so with a growing pool validating every 50 iterations takes more and more of the
-# budget (4 held-out cases: 1,065 CPU iterations took 9.3-9.7 min against 8.4 with one). One held-out
-# case stays under the share.
+# budget (benchmarks/finetune.py: with 4 held-out cases 1,065 CPU iterations took 9.3-9.7 min; with one,
+# 1,022-1,105 took 8.4). One held-out case stays under the share.
 FINETUNE_VALIDATION_SHARE = 0.1
 DONE_FILE = "done.json"
 PLAN_FILE = "plan.json"
