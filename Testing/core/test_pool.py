@@ -191,6 +191,21 @@ def test_open_and_create_refuse_folders_that_are_not_pools(tmp_path):
         Pool.open(tmp_path / "newer")
 
 
+def test_a_creator_that_loses_the_race_opens_the_pool_the_winner_wrote(tmp_path, monkeypatch):
+    import VQSegCore.pool.pool_file as pool_file
+
+    winner = Pool.create(tmp_path / "p")
+    real_is_pool, looks = pool_file.is_pool, []
+
+    def first_look_before_the_winner_wrote(layout):
+        looks.append(layout)
+        return len(looks) > 1 and real_is_pool(layout)
+
+    monkeypatch.setattr(pool_file, "is_pool", first_look_before_the_winner_wrote)
+    loser, created = Pool.open_or_create(tmp_path / "p")
+    assert not created and loser.info == winner.info and len(looks) == 2  # the second look, under the lock
+
+
 def test_open_or_create_creates_once_and_keeps_the_class_table(tmp_path):
     two = ClassTable((SegmentClass(1, "tumour", "Tumour", (1, 0, 0)), SegmentClass(2, "node", "Node", (0, 1, 0))))
     pool, created = Pool.open_or_create(tmp_path / "p", classes=two)

@@ -17,7 +17,7 @@ from VQSegCore.classes import ClassTable
 from VQSegCore.dataset_spec import class_table_from_json
 from VQSegCore.errors import InputError
 from VQSegCore.pool.clock import utc_now
-from VQSegCore.pool.layout import CASES_FOLDER, LOCK_FILE, MANIFEST_FILE, TEMP_PREFIX, PoolLayout
+from VQSegCore.pool.layout import CASES_FOLDER, LOCK_FILE, MANIFEST_FILE, POOL_FILE, TEMP_PREFIX, PoolLayout
 from VQSegCore.pool.locking import PoolLock
 
 POOL_FORMAT_VERSION = 1
@@ -94,7 +94,8 @@ def _refuse_foreign_folder(layout: PoolLayout) -> None:
         return
     if not layout.root.is_dir():
         raise InputError(f"cannot create a pool at {layout.root}: it is a file", "give a folder path")
-    ours = {CASES_FOLDER, MANIFEST_FILE, LOCK_FILE}
+    # pool.json too: another creator may have written it since is_pool() said no; the lock decides then
+    ours = {CASES_FOLDER, MANIFEST_FILE, LOCK_FILE, POOL_FILE}
     foreign = sorted(p.name for p in layout.root.iterdir() if p.name not in ours and not p.name.startswith(TEMP_PREFIX))
     if foreign:
         shown = ", ".join(foreign[:5]) + (", …" if len(foreign) > 5 else "")
