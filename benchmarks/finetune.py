@@ -22,6 +22,8 @@ Target family B (the pool): large tumours (38-55 mm), high noise (45 HU), 2.6x2.
 
     .venv/bin/python benchmarks/finetune.py --work /tmp/ftbench                 # results/finetune.json and .md
     .venv/bin/python benchmarks/finetune.py --work /tmp/ftbench --reuse-base --seeds 0,1,2   # the README's table
+    # three more seeds from the same base (copy the base/ folder of /tmp/ftbench to /tmp/ftseeds first)
+    .venv/bin/python benchmarks/finetune.py --work /tmp/ftseeds --reuse-base --seeds 3,4,5 --name finetune_seeds345
     python benchmarks/finetune.py --device cuda --minutes 1 --name finetune_gpu               # on a GPU: base, fine-tunes, scoring
     # every pool case labelled, supervised-only (copy the base/ folder of /tmp/ftbench to /tmp/ftall first)
     .venv/bin/python benchmarks/finetune.py --work /tmp/ftall --reuse-base --seeds 0,1,2 --modes supervised --label-all \
