@@ -84,6 +84,12 @@ TEST_SEEDS = range(400, 410)  # fine-tuning settings are chosen on DEV_SEEDS, ne
 DEV_SEEDS = range(300, 310)
 POOL_STEMS = [f"b{i}" for i in range(13)]  # in the order added: CORRECTED_CASES corrected, then the uncorrected
 CORRECTED_CASES = 3
+DICE_COLUMN = "mean Dice (10 fresh B)"
+
+
+def candidate_label(key: str) -> str:
+    """The table's name of a mode's fine-tuned rows, before the version: "fine-tuned, semi-supervised"."""
+    return f"fine-tuned, {MODES[key][0]}"
 
 
 def family(name: str, seed: int) -> PhantomSpec:
@@ -213,7 +219,7 @@ def main() -> int:
     before = dice_on(store.path(MODEL, version), fresh, args.device)
     # every run holds out the same case (the pool's cases are added in a fixed order), so the first run's split is every run's
     trained, unlabelled = map(read_cases, pool_cases_trained_on(Path(next(iter(results.values()))[0]["run"]), pooled))
-    rows = [{"model": "base (family A only)", "seed": "", "mean Dice (10 fresh B)": round(float(np.mean(before)), 4),
+    rows = [{"model": "base (family A only)", "seed": "", DICE_COLUMN: round(float(np.mean(before)), 4),
              "min–max": f"{min(before):.3f}–{max(before):.3f}", **pool_dice(store.path(MODEL, version), trained, unlabelled, args.device),
              "iterations": "", "fine-tune min": "", "peak RSS GB": "", "gate": ""}]
     means = {}
@@ -221,8 +227,8 @@ def main() -> int:
         candidate = ModelStore(mode_home / "models").path(MODEL, result["version"])
         scores = dice_on(candidate, fresh, args.device)
         means[(key, seed)] = float(np.mean(scores))
-        rows.append({"model": f"fine-tuned, {MODES[key][0]} ({result['version']})", "seed": seed,
-                     "mean Dice (10 fresh B)": round(means[(key, seed)], 4), "min–max": f"{min(scores):.3f}–{max(scores):.3f}",
+        rows.append({"model": f"{candidate_label(key)} ({result['version']})", "seed": seed,
+                     DICE_COLUMN: round(means[(key, seed)], 4), "min–max": f"{min(scores):.3f}–{max(scores):.3f}",
                      **pool_dice(candidate, trained, unlabelled, args.device),
                      "iterations": result["iterations"], "fine-tune min": round(wall / 60, 2), "peak RSS GB": round(rss, 2),
                      "gate": "promoted" if result["promoted"] else f"kept: {result['reason']}"})
@@ -232,7 +238,7 @@ def main() -> int:
         for key in modes:
             spread = [means[(key, seed)] for seed in run_seeds]
             rows.append({"model": f"mean over seeds: {MODES[key][0]}", "seed": ",".join(map(str, run_seeds)),
-                         "mean Dice (10 fresh B)": round(over_seeds[key], 4), "min–max": f"{min(spread):.3f}–{max(spread):.3f} (seeds)",
+                         DICE_COLUMN: round(over_seeds[key], 4), "min–max": f"{min(spread):.3f}–{max(spread):.3f} (seeds)",
                          "iterations": "", "fine-tune min": "", "peak RSS GB": "", "gate": ""})
     write_report(args.name, rows, {
         "command": "python benchmarks/finetune.py " + " ".join(sys.argv[1:]), "cpu_model": cpu_model(), "device": device_name(args.device),

@@ -19,16 +19,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.finetune import MODES  # noqa: E402
+from benchmarks.finetune import DICE_COLUMN, MODES, candidate_label  # noqa: E402
 from benchmarks.report import RESULTS, write_report  # noqa: E402
-
-DICE = "mean Dice (10 fresh B)"
 
 
 def mode_dice(results: dict, key: str) -> dict[int, float]:
     """{seed: mean test Dice} of one mode's fine-tuned rows in a finetune.py results file."""
-    prefix = f"fine-tuned, {MODES[key][0]} ("
-    return {int(row["seed"]): row[DICE] for row in results["rows"] if row["model"].startswith(prefix)}
+    prefix = f"{candidate_label(key)} ("
+    return {int(row["seed"]): row[DICE_COLUMN] for row in results["rows"] if row["model"].startswith(prefix)}
 
 
 def main() -> int:
