@@ -2,8 +2,9 @@
 
 The default U-Net normalises with GroupNorm, whose statistics come from the whole input: a model
 trained on small crops may segment differently when it sees a whole slice. This runs a trained
-model on ACDC validation volumes both ways (same preprocessing, same resampling back) and reports
-the mean Dice of RV / Myo / LV.
+model on ACDC validation volumes both ways through the inference engine (SliceEngine with window 0
+and with window N: MONAI sliding windows, Gaussian blending; same preprocessing, same resampling
+back) and reports the mean Dice of RV / Myo / LV.
 
     .venv/bin/python benchmarks/field_of_view.py --model-dir /tmp/models/acdc3_qpm --window 64
 """
@@ -20,16 +21,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 import torch  # noqa: E402
-from monai.inferers import sliding_window_inference  # noqa: E402
-
 from benchmarks.acdc import DEFAULT_DATA  # noqa: E402
 from benchmarks.report import write_report  # noqa: E402
+from VQSegCore.infer.engine import SliceEngine  # noqa: E402
 from VQSegCore.metrics import dice_score  # noqa: E402
 from VQSegCore.model import load_model  # noqa: E402
-from VQSegCore.preprocess import crop_from_padding, pad_to_multiple, probabilities_to_label, to_model_grid  # noqa: E402
+from VQSegCore.preprocess import probabilities_to_label, to_model_grid  # noqa: E402
 
 
-@torch.inference_mode()
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model-dir", type=Path, required=True)
@@ -42,19 +41,14 @@ def main() -> int:
     values = (0, *config.classes.values)
     splits = json.loads((args.data / "splits.json").read_text())
     scores: dict[str, list[float]] = {"whole slice": [], f"sliding window {args.window}x{args.window}": []}
+    engines = [SliceEngine(model, torch.device("cpu"), precision="fp32", batch_size=8, window=window) for window in (0, args.window)]
     for volume in splits["val_volumes"][: args.volumes]:
         image = sitk.ReadImage(str(args.data / "imagesVal" / f"{volume}.nii.gz"))
         truth = sitk.GetArrayFromImage(sitk.ReadImage(str(args.data / "labelsVal" / f"{volume}.nii.gz")))
         grid = to_model_grid(image, config.preprocessing)
-        padded, padding = pad_to_multiple(grid.array[:, None], config.size_multiple, grid.background_value)
-        x = torch.from_numpy(np.ascontiguousarray(padded))
-        whole = model(x, reconstruct=False).logits
-        window = sliding_window_inference(x, (args.window, args.window), 8, lambda t: model(t, reconstruct=False).logits,
-                                          overlap=0.5, mode="gaussian")
-        for name, logits in zip(scores, (whole, window)):
-            probabilities = crop_from_padding(torch.softmax(logits, 1).numpy(), padding).transpose(1, 0, 2, 3)
-            labels = sitk.GetArrayFromImage(probabilities_to_label(np.ascontiguousarray(probabilities), grid, labels=values,
-                                                                   sums_to_one=True))
+        for name, engine in zip(scores, engines):
+            probabilities = engine.run(grid.array, background=grid.background_value).probabilities
+            labels = sitk.GetArrayFromImage(probabilities_to_label(probabilities, grid, labels=values, sums_to_one=True))
             scores[name].append(float(np.mean([dice_score(labels == v, truth == v) for v in config.classes.values])))
     rows = [{"inference": name, "volumes": len(s), "mean Dice": round(float(np.mean(s)), 4)} for name, s in scores.items()]
     write_report("field_of_view", rows, {"command": "python benchmarks/field_of_view.py " + " ".join(sys.argv[1:]),

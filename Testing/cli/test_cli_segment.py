@@ -109,6 +109,7 @@ def test_ood_warning_is_reported_plainly(cli, tmp_path, model_dir, suspicious_mo
     (["--roi-lps", "900", "900", "900", "950", "950", "950"], "outside the image"),
     (["--max-memory-gb", "0.0001"], "GB"),
     (["--batch-size", "0"], "batch-size"),
+    (["--window", "6"], "inference window"),
 ])
 def test_bad_requests_exit_2_and_write_nothing(cli, tmp_path, model_dir, extra, message):
     sitk.WriteImage(make_image(GEOMETRIES["identity"], size=(20, 20, 4)), str(tmp_path / "ct.nii.gz"))

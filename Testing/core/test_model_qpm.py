@@ -7,7 +7,15 @@ import math
 import pytest
 import torch
 
-from VQSegCore.model.qpm import QuantizedPerturbation, perturb_codes, perturbation_capacity
+from VQSegCore.model.qpm import (
+    QuantizedPerturbation,
+    calibrate_candidates,
+    effective_candidates,
+    kernel_logits,
+    perturb_codes,
+    perturbation_capacity,
+    replacement_logits,
+)
 from VQSegCore.model.quantizer import squared_distances
 
 
@@ -134,3 +142,60 @@ def test_per_code_path_keeps_each_token_on_its_own_row():
     new, changed = perturb_codes(indices, codes, 1.0, 0.05, fixed_shapes=False, generator=torch.Generator().manual_seed(0))
     assert changed.all() and (new != indices).all()
     assert torch.equal(new >= 8, indices >= 8)
+
+
+def line_codes(count: int = 64, spacing: float = 1.0) -> torch.Tensor:
+    """Codes at 0, 1, 2, ... on a line (plus a tiny second coordinate): code i's nearest codes are i +- 1, i +- 2, ..."""
+    positions = torch.arange(count, dtype=torch.float32) * spacing
+    return torch.stack([positions, 1e-3 * torch.randn(count, generator=torch.Generator().manual_seed(0))], dim=1)
+
+
+@pytest.mark.parametrize("candidates", [1.5, 4.0, 8.0, 40.0])
+def test_calibrated_kernel_has_the_asked_number_of_candidates(candidates):
+    codes = random_codes(256, 16, seed=1)
+    sources = torch.arange(0, 256, 4)
+    assert effective_candidates(sources, codes, candidates=candidates) == pytest.approx(candidates, rel=1e-3)
+    # A fixed temperature on median-normalised distances spreads over most of such a codebook.
+    assert effective_candidates(sources, codes, temperature=0.1) > 40
+
+
+def test_calibrated_kernel_is_local_on_a_constructed_codebook():
+    codes = line_codes()
+    source = torch.tensor([32])
+    probabilities = torch.softmax(kernel_logits(source, codes, torch.ones(()), candidates=2.0), dim=1)[0]
+    near = probabilities[[31, 33]].sum()
+    assert near > 0.7  # the two neighbours carry most of the mass ...
+    assert probabilities[[30, 34]].sum() < near / 3  # ... the next ones much less
+    assert probabilities[:24].sum() + probabilities[41:].sum() < 1e-3  # nothing far away
+    assert probabilities[32] == 0.0  # never the code itself
+
+
+@BOTH_PATHS
+def test_calibrated_samples_follow_the_kernel_and_ignore_scale(fixed_shapes):
+    codes = line_codes(16)
+    indices = torch.full((20000,), 8)
+    for scale_factor, seed in ((1.0, 0), (100.0, 1)):  # distances x 10,000: the same kernel
+        new, _ = perturb_codes(indices, codes * scale_factor, 1.0, 0.1, candidates=3.0, fixed_shapes=fixed_shapes,
+                               generator=torch.Generator().manual_seed(seed))
+        expected = torch.softmax(kernel_logits(torch.tensor([8]), codes, torch.ones(()), candidates=3.0), dim=1)[0]
+        observed = torch.bincount(new, minlength=16)
+        kept = expected * 20000 > 5
+        assert observed[~kept].sum() <= 5
+        assert chi_square_p(observed[kept], expected[kept] / expected[kept].sum() * observed[kept].sum()) > 1e-3
+
+
+def test_calibration_is_truncated_to_the_nearest_codes_without_losing_mass():
+    codes = random_codes(4096, 32, seed=2)
+    sources = torch.arange(0, 4096, 64)
+    logits = kernel_logits(sources, codes, torch.ones(()), candidates=2.0)  # 64 nearest codes per source
+    assert (torch.isfinite(logits).sum(dim=1) == 64).all()
+    full = calibrate_candidates(replacement_logits(sources, codes, torch.ones(())), 2.0)
+    mass_beyond = torch.softmax(full, dim=1).masked_fill(torch.isfinite(logits), 0.0).sum(dim=1)
+    assert mass_beyond.max() < 0.01
+
+
+def test_qpm_module_reports_its_kernel_width():
+    codes = random_codes(128, 8)
+    used = torch.arange(0, 128, 3)
+    assert QuantizedPerturbation(0.7, 0.1, candidates=8.0).effective_candidates(used, codes) == pytest.approx(8.0, rel=1e-3)
+    assert QuantizedPerturbation(0.7, 1000.0).effective_candidates(used, codes) == pytest.approx(127, rel=0.01)  # uniform

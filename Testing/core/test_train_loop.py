@@ -150,6 +150,11 @@ def test_reports_losses_usage_and_validation_of_val_split_only(tmp_path):
     assert all(set(m["per_case"]) == {"v"} for m in validations)
     assert summary["cases"] == {"labelled": 1, "unlabelled": 2, "val": 1}
     assert 0.0 <= summary["best_val_dice"] <= 1.0
+    # QPM's kernel width: reported while training and recorded in the card (the calibrated default)
+    assert extra["qpm_candidates"] == pytest.approx(TINY.qpm_candidates, rel=0.01)
+    for folder in ("best", "last"):
+        _model, card = load_model(tmp_path / "run" / folder)
+        assert card["training"]["qpm_effective_candidates"] == pytest.approx(TINY.qpm_candidates, rel=0.01)
 
 
 def test_supervised_only_and_minutes_budget(dataset, tmp_path):
@@ -198,7 +203,7 @@ def test_validation_share_holds_back_slow_validations(tmp_path, monkeypatch):
     spec_path = make_dataset(tmp_path / "data", (("a", "train", True), ("v", "val", True)))
     validated = []
 
-    def slow_validate(model, cases, config, device, cancel=None):
+    def slow_validate(model, cases, device, cancel=None):
         time.sleep(0.5)  # far longer than a tiny step: at share 0.1 the next one waits ~5 s of training
         validated.append(len(validated))
         return {"mean_dice": 0.5, "per_case": {"v": 0.5}}

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from VQSegCore.model import VQSegConfig, build_model
+from VQSegCore.train.augment import StrongAugment
 from VQSegCore.train import (
     cutmix,
     cutmix_boxes,
@@ -197,3 +198,52 @@ def test_pseudo_label_dice_is_the_foreground_dice_of_the_confident_pixels():
     assert not torch.allclose(both, ce)
     both.backward()
     assert student.grad[~kept.unsqueeze(1).expand_as(student)].abs().max() == 0  # unconfident pixels teach nothing
+
+
+def zscored_slices(seed: int = 0) -> torch.Tensor:
+    """MRI-like crops as preprocessing leaves them: a dark background, a bright pool, z-scored per crop."""
+    g = torch.Generator().manual_seed(seed)
+    images = 0.1 * torch.rand(8, 1, 32, 32, generator=g)
+    images[:, :, 8:24, 8:24] += 0.5
+    images[:, :, 12:20, 12:20] += 0.4
+    mean, std = images.mean(dim=(1, 2, 3), keepdim=True), images.std(dim=(1, 2, 3), keepdim=True)
+    return (images - mean) / std
+
+
+def test_strong_view_of_zscored_images_keeps_their_range():
+    images = zscored_slices()
+    assert images.min() < -0.5 and images.max() > 1.5  # far outside [0, 1]
+    strong = strong_view(images, torch.Generator().manual_seed(0))
+    low = images.amin(dim=(1, 2, 3), keepdim=True)
+    high = images.amax(dim=(1, 2, 3), keepdim=True)
+    assert (strong >= low).all() and (strong <= high).all()
+    # The structures keep their texture: the ring never, the pool rarely sits on a bound (a [0, 1]
+    # clamp puts over half of each there: the next test). Only the background may clamp at its floor.
+    at_bounds = (strong == low) | (strong == high)
+    assert not at_bounds[:, :, 8:12, 8:24].any()
+    assert at_bounds[:, :, 12:20, 12:20].float().mean() < 0.15
+    # ... and the structures stay apart: the bright pool above the ring above the background, in every sample.
+    pool = strong[:, :, 12:20, 12:20].mean(dim=(1, 2, 3))
+    ring = strong[:, :, 8:12, 8:24].mean(dim=(1, 2, 3))
+    background = strong[:, :, :6].mean(dim=(1, 2, 3))
+    assert (pool > ring).all() and (ring > background).all()
+    assert not torch.allclose(strong, images, atol=1e-3)
+
+
+def test_a_fixed_unit_range_clamps_zscored_images_as_the_old_views_did():
+    images = zscored_slices()
+    strong = strong_view(images, torch.Generator().manual_seed(0), StrongAugment(value_range=(0.0, 1.0)))
+    assert strong.min() >= 0.0 and strong.max() <= 1.0
+    at_bounds = (strong == 0.0) | (strong == 1.0)
+    assert at_bounds[:, :, 8:12, 8:24].float().mean() > 0.3  # the failure the sample range avoids
+    assert at_bounds[:, :, 12:20, 12:20].float().mean() > 0.3
+
+
+def test_strong_view_of_ct_windowed_images_matches_the_unit_range():
+    # A crop that spans the whole window [0, 1]: its own range is the unit range, so both agree exactly.
+    g = torch.Generator().manual_seed(3)
+    images = torch.rand(4, 1, 16, 16, generator=g)
+    images[:, :, 0, 0], images[:, :, 0, 1] = 0.0, 1.0
+    own = strong_view(images, torch.Generator().manual_seed(4))
+    unit = strong_view(images, torch.Generator().manual_seed(4), StrongAugment(value_range=(0.0, 1.0)))
+    assert torch.allclose(own, unit, atol=1e-6)

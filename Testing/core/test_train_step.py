@@ -27,12 +27,12 @@ def square_batch(batch: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return images[:, None], labels
 
 
-def make_step(seed: int = 0, foundation=None, lr: float = 1e-3, **config) -> SemiSupervisedStep:
+def make_step(seed: int = 0, foundation=None, lr: float = 1e-3, step_options: dict | None = None, **config) -> SemiSupervisedStep:
     torch.manual_seed(seed)
     student = build_model(VQSegConfig(**{**TINY_UNET, **config}))
     teacher = make_teacher(student)
     optimiser = torch.optim.AdamW(student.parameters(), lr=lr)
-    return SemiSupervisedStep(student, teacher, optimiser, foundation=foundation)
+    return SemiSupervisedStep(student, teacher, optimiser, foundation=foundation, **(step_options or {}))
 
 
 def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -42,7 +42,7 @@ def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("perturbation", ["qpm", "dropout", "none", "supervised_only"])
 def test_one_step_updates_student_and_teacher(perturbation):
     supervised_only = perturbation == "supervised_only"
-    step = make_step(perturbation="qpm" if supervised_only else perturbation, qpm_epsilon=0.7)
+    step = make_step(perturbation="qpm" if supervised_only else perturbation, qpm_epsilon=0.7, step_options={"ema_ramp": False})
     step.threshold = 0.0  # every pixel confident, so the unlabeled loss is non-trivial
     student_before, teacher_before = snapshot(step.student), snapshot(step.teacher)
     x_l, y_l = square_batch(2, 0)
@@ -62,6 +62,21 @@ def test_one_step_updates_student_and_teacher(perturbation):
     assert any(not torch.equal(teacher_before[k], teacher_after[k]) for k in teacher_before)
     assert all(p.grad is None for p in step.teacher.parameters())
     assert step.iteration == 1
+
+
+def test_the_default_teacher_ramps_from_the_student():
+    """min(1 - 1/t, 0.99): the first step copies the student, the tenth keeps 0.9 of the teacher."""
+    step = make_step()
+    assert step.ema_ramp and step.ema_base == 0.99
+    x_l, y_l = square_batch(2, 0)
+    x_u, _ = square_batch(2, 1)
+    logs = step(x_l, y_l, x_u, generator=torch.Generator().manual_seed(0))
+    assert logs["ema_momentum"] == 0.0
+    student, teacher = snapshot(step.student), snapshot(step.teacher)
+    assert all(torch.equal(teacher[k], student[k]) for k in student)
+    for _ in range(9):
+        logs = step(x_l, y_l, x_u, generator=torch.Generator().manual_seed(0))
+    assert logs["ema_momentum"] == pytest.approx(0.9)
 
 
 def test_unlabeled_images_are_required_unless_supervised_only():
@@ -180,3 +195,34 @@ def test_the_student_sees_as_many_strong_views_as_asked(views):
     assert batches == [2, 2 * views] and math.isfinite(logs["unsup"]) and logs["unsup"] > 0
     with pytest.raises(ValueError, match="strong_views"):
         SemiSupervisedStep(student, make_teacher(student), torch.optim.AdamW(student.parameters()), strong_views=0)
+
+
+def decoder_skips(perturbation: str, perturb_skips: bool, perturb: bool = True) -> list[torch.Tensor]:
+    """The skip features the segmentation decoder receives in one forward pass."""
+    torch.manual_seed(0)
+    model = build_model(VQSegConfig(**{**TINY_UNET, "perturbation": perturbation, "perturb_skips": perturb_skips}))
+    seen = []
+    model.seg_decoder.register_forward_pre_hook(lambda module, inputs: seen.append([s.detach() for s in inputs[0]]))
+    x, _ = square_batch(4, 0)
+    model(x, perturb=perturb, generator=torch.Generator().manual_seed(1))
+    return seen[0]
+
+
+def dropped_channel_share(perturbation: str, perturb_skips: bool, perturb: bool = True) -> float:
+    """Share of the skip channels that are live in a plain pass and zero in this one."""
+    plain = decoder_skips(perturbation, False, perturb=False)
+    skips = decoder_skips(perturbation, perturb_skips, perturb)
+    live = [p.abs().amax(dim=(2, 3)) > 0 for p in plain]
+    dropped = [(s.abs().amax(dim=(2, 3)) == 0) & alive for s, alive in zip(skips, live)]
+    return float(sum(d.sum() for d in dropped) / sum(alive.sum() for alive in live))
+
+
+@pytest.mark.parametrize("perturbation", ["qpm", "dropout"])
+def test_skip_perturbation_drops_skip_channels_when_asked(perturbation):
+    assert dropped_channel_share(perturbation, perturb_skips=False) == 0.0
+    assert 0.3 < dropped_channel_share(perturbation, perturb_skips=True) < 0.7  # p = 0.5 per sample and channel
+    assert dropped_channel_share(perturbation, perturb_skips=True, perturb=False) == 0.0  # teacher, inference
+
+
+def test_no_perturbation_leaves_the_skips_alone():
+    assert dropped_channel_share("none", perturb_skips=True) == 0.0

@@ -4,9 +4,10 @@
     verdict = decide(scores, margin=0.01)      # Verdict(promote=True/False, reason="...")
 
 Dice is computed in 3D on each case's own grid (the same path as `vqseg segment`), averaged over
-the class table, then over cases. The candidate is promoted when its mean is at most `margin`
-below the parent's (default 1 Dice point): fine-tuning on a clinician's corrections should not be
-blocked by noise, and a real loss is caught.
+the class table, then over cases (VQSegCore.infer.scoring, which training validation uses too).
+The candidate is promoted when its mean is at most `margin` below the parent's (default 1 Dice
+point): fine-tuning on a clinician's corrections should not be blocked by noise, and a real loss is
+caught.
 """
 
 from __future__ import annotations
@@ -14,12 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import SimpleITK as sitk
 
 from VQSegCore.dataset_spec import Case
-from VQSegCore.infer import SegmentRequest, segment_volume
-from VQSegCore.io import read_label_map, read_volume
-from VQSegCore.metrics import dice_score
+from VQSegCore.infer.scoring import read_scored_case, score_case
 from VQSegCore.model import load_model
 
 DEFAULT_MARGIN = 0.01
@@ -39,16 +37,11 @@ def score_models(models: dict, cases: list[Case], device: str = "cpu", cancel=No
     scores: dict[str, dict[str, float]] = {key: {} for key in loaded}
     predictions: dict[str, dict[str, np.ndarray]] = {key: {} for key in loaded}
     for case in cases:
-        image = read_volume(case.image).image
-        label = sitk.GetArrayFromImage(read_label_map(case.label, reference=image, what=f"label of case {case.id}"))
+        scored = read_scored_case(case)
         for key, (model, card) in loaded.items():
             if cancel is not None:
                 cancel.check()
-            result = segment_volume(model, card, image, SegmentRequest(device=device))
-            predicted = sitk.GetArrayFromImage(result.labels)
-            values = model.config.classes.values
-            scores[key][case.id] = float(np.mean([dice_score(predicted == v, label == v) for v in values]))
-            predictions[key][case.id] = predicted
+            scores[key][case.id], predictions[key][case.id] = score_case(model, card, scored, device=device, cancel=cancel)
     return {"scores": scores, "predictions": predictions}
 
 

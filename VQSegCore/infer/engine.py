@@ -1,6 +1,6 @@
 """Batched slice inference: a model-grid volume [z, H, W] in, per-class probabilities out.
 
-    engine = SliceEngine(model, torch.device("cpu"), precision="auto", batch_size=8)
+    engine = SliceEngine(model, torch.device("cpu"), precision="auto", batch_size=8)  # window: the model's own
     out = engine.run(volume, background=0.0)            # out.probabilities [C, z, H, W] float32
     out.codes                                            # code usage, for the OOD score
 
@@ -11,6 +11,16 @@ natively: bf16 autocast on CUDA devices that support it (else fp16) and on CPUs
 with native bf16 (AVX512-BF16 / AMX); fp32 elsewhere, because emulated bf16 is slower than fp32.
 Uncertainty "samples" adds passes: a left-right flip and QPM-perturbed passes (the method's own
 perturbation), averaged with the plain pass.
+
+Field of view: GroupNorm's statistics depend on the whole input, and models train on square crops.
+With a window (`window`, by default the model's `config.inference_window`, which training sets to
+its crop size) every pass (plain, flipped, perturbed) runs through MONAI's `sliding_window_inference`:
+windows of that side, overlapping by WINDOW_OVERLAP, their logits blended with Gaussian weights.
+A slice smaller than the window along a side is padded to the window there with the background
+value, centred, as training pads slices smaller than its crop. Window 0: whole (padded) slices.
+`codes` then counts the tokens of every window of the plain pass (overlapping windows count a
+voxel's token more than once, padding's tokens too); the OOD reference made in training uses this
+engine with the model's own window, so reference and inference count tokens the same way.
 """
 
 from __future__ import annotations
@@ -27,6 +37,9 @@ from VQSegCore.preprocess import crop_from_padding, pad_to_multiple, slice_stack
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 UNCERTAINTY_MODES = ("entropy", "samples")
 QPM_SAMPLES = 2
+# Overlap of neighbouring windows, a fraction of the window side (MONAI's `overlap`): each voxel away
+# from the borders lies in 4 windows, whose Gaussian weights favour the windows centred near it.
+WINDOW_OVERLAP = 0.5
 
 
 def cpu_has_native_bf16() -> bool:
@@ -53,18 +66,29 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     return torch.bfloat16 if cpu_has_native_bf16() else None
 
 
+def resolve_window(window: int | None, config) -> int:
+    """The side of the inference windows: `window`, or the model's own when None; 0 = whole slices."""
+    value = config.inference_window if window is None else int(window)
+    if value < 0 or value % config.size_multiple:
+        raise ValueError(f"the inference window must be 0 (whole slices) or a positive multiple of {config.size_multiple}, "
+                         f"got {value}")
+    return value
+
+
 @dataclass
 class EngineOutput:
     probabilities: np.ndarray  # [C, z, H, W] float32 (the mean over samples when sampling)
     uncertainty: np.ndarray | None  # [z, H, W] float32 in [0, 1] (normalised entropy), when asked
-    codes: CodeStatistics  # code usage and quantization distances of the unperturbed pass
+    codes: CodeStatistics  # code usage and quantization distances of the unperturbed pass (all its windows)
 
 
 class SliceEngine:
     def __init__(self, model, device: torch.device, *, precision: str = "auto", batch_size: int = 8,
-                 channels_last: bool = True, seed: int = 0) -> None:
+                 channels_last: bool = True, seed: int = 0, window: int | None = None) -> None:
+        """`window`: the side of the square inference windows; None: the model's `config.inference_window`; 0: whole slices."""
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        self.window = resolve_window(window, model.config)
         self.device = device
         self.autocast_dtype = resolve_precision(precision, device)
         self.channels_last = channels_last
@@ -99,11 +123,9 @@ class SliceEngine:
             x = torch.from_numpy(np.ascontiguousarray(padded)).to(self.device)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            out = self._forward(x)
-            probs = torch.softmax(out.logits.float(), dim=1)
-            codes.add(out.indices, out.quantization_distance)
+            probs = torch.softmax(self._logits(x, background, codes=codes), dim=1)
             if uncertainty == "samples":
-                probs = self._sampled_mean(x, probs, generator)
+                probs = self._sampled_mean(x, probs, background, generator)
             probs = probs.cpu().numpy()
             probabilities[:, start:stop] = crop_from_padding(probs, padding).transpose(1, 0, 2, 3)
             if entropy is not None:
@@ -117,13 +139,36 @@ class SliceEngine:
         with context:
             return self.model(x, reconstruct=False, **kwargs)
 
-    def _sampled_mean(self, x: torch.Tensor, probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Mean softmax over the plain pass, a left-right flipped pass and QPM-perturbed passes."""
+    def _logits(self, x: torch.Tensor, background: float, codes: CodeStatistics | None = None, **kwargs) -> torch.Tensor:
+        """float32 logits [B, C, H, W] of a batch of padded slices: one pass, or blended windows of `self.window`.
+
+        `codes`, when given, gathers the tokens of every forward pass (every window); `kwargs` go to the model.
+        """
+        def predict(batch: torch.Tensor) -> torch.Tensor:
+            if self.channels_last:
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            out = self._forward(batch, **kwargs)
+            if codes is not None:
+                codes.add(out.indices, out.quantization_distance)
+            return out.logits.float()
+
+        if not self.window:
+            return predict(x)
+        from monai.inferers import sliding_window_inference  # seconds to import: only when windows are used
+
+        height, width = x.shape[-2:]
+        # as many window pixels per forward pass as `batch_size` whole slices hold (the memory whole slices need)
+        per_pass = max(self.batch_size, self.batch_size * (height * width) // (self.window * self.window))
+        return sliding_window_inference(x, (self.window, self.window), per_pass, predict, overlap=WINDOW_OVERLAP,
+                                        mode="gaussian", padding_mode="constant", cval=float(background))
+
+    def _sampled_mean(self, x: torch.Tensor, probs: torch.Tensor, background: float, generator: torch.Generator) -> torch.Tensor:
+        """Mean softmax over the plain pass, a left-right flipped pass and QPM-perturbed passes (each windowed alike)."""
         total = probs.clone()
-        flipped = self._forward(torch.flip(x, dims=(-1,)))
-        total += torch.flip(torch.softmax(flipped.logits.float(), dim=1), dims=(-1,))
+        flipped = self._logits(torch.flip(x, dims=(-1,)), background)
+        total += torch.flip(torch.softmax(flipped, dim=1), dims=(-1,))
         for _ in range(QPM_SAMPLES):
-            total += torch.softmax(self._forward(x, perturb=True, generator=generator).logits.float(), dim=1)
+            total += torch.softmax(self._logits(x, background, perturb=True, generator=generator), dim=1)
         return total / (2 + QPM_SAMPLES)
 
 

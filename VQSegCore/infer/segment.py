@@ -9,8 +9,10 @@ The region is the ROI when one is given, else (for CT) the lungs' or the body's 
 (body.py); voxels outside it are background (uncertainty 0). For axis-aligned volumes whose slice
 axis is the index k axis the region is processed in slabs of `slab_slices` slices (plus the 2.5D context on each side), so
 memory is bounded by a slab whatever the number of slices; oblique or permuted volumes are
-processed whole. Before any work, the memory the run needs is estimated; beyond the limit the run
-stops with an InputError that says how to get under it.
+processed whole. Each slice goes through the model in square windows of the model's training crop
+(`request.window` overrides it; 0 = whole slices), blended with Gaussian weights (engine.py). Before
+any work, the memory the run needs is estimated; beyond the limit the run stops with an InputError
+that says how to get under it.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import torch
 
 from VQSegCore.errors import InputError
 from VQSegCore.infer.body import crop_box, lung_mask, lung_plane_boxes
-from VQSegCore.infer.engine import SliceEngine
+from VQSegCore.infer.engine import SliceEngine, resolve_window
 from VQSegCore.infer.ood import CodeStatistics, OodScore, ood_score
 from VQSegCore.infer.postprocess import remove_small_components
 from VQSegCore.infer.roi import IndexBox, RoiRequest
@@ -33,7 +35,9 @@ from VQSegCore.preprocess import AXIS_TOLERANCE, intensity_transform, probabilit
 DEFAULT_SLAB_SLICES = 48
 DEFAULT_MEMORY_LIMIT_GB = 8.0
 # Bytes of working memory per model-grid voxel of a slab: the float32 input, C float32 probabilities,
-# the resampling scratch and torch's activations for one batch are bounded by this times C.
+# the resampling scratch and torch's activations for one batch are bounded by this times C. With
+# windows, a forward pass holds as many window pixels as a batch of whole slices (engine.py), plus
+# the blended logits of the batch's slices.
 SLAB_BYTES_PER_VOXEL_PER_CLASS = 24
 
 
@@ -47,6 +51,7 @@ class SegmentRequest:
     device: str = "auto"
     precision: str = "auto"
     batch_size: int | None = None  # slices per forward pass; None: 2 on CPU (cache-friendly, measured), 16 on GPU
+    window: int | None = None  # side of the square inference windows; None: the model's own (its training crop); 0: whole slices
     slab_slices: int = DEFAULT_SLAB_SLICES
     memory_limit_gb: float = DEFAULT_MEMORY_LIMIT_GB
 
@@ -96,6 +101,10 @@ def resolve_device(device: str) -> torch.device:
 def segment_volume(model, card: dict, image: sitk.Image, request: SegmentRequest, *, progress=None, cancel=None) -> SegmentResult:
     config = model.config
     check_model_fits(config, image)
+    try:
+        window = resolve_window(request.window, config)
+    except ValueError as problem:
+        raise InputError(str(problem), f"use --window 0 or a multiple of {config.size_multiple}") from problem
     watch = _Stopwatch()
     notes: list[str] = []
     device = resolve_device(request.device)
@@ -112,7 +121,7 @@ def segment_volume(model, card: dict, image: sitk.Image, request: SegmentRequest
 
     try:
         batch_size = request.batch_size or (16 if device.type == "cuda" else 2)
-        engine = SliceEngine(model, device, precision=request.precision, batch_size=batch_size)
+        engine = SliceEngine(model, device, precision=request.precision, batch_size=batch_size, window=window)
     except ValueError as problem:
         raise InputError(str(problem), "use --precision auto") from problem
     sub = region.extract(image)

@@ -35,7 +35,7 @@ def build_quantizer(config: VQSegConfig) -> VectorQuantizer:
 
 def build_perturbation(config: VQSegConfig) -> nn.Module:
     if config.perturbation == "qpm":
-        return QuantizedPerturbation(config.qpm_epsilon, config.qpm_temperature, config.qpm_median_sample)
+        return QuantizedPerturbation(config.qpm_epsilon, config.qpm_temperature, config.qpm_median_sample, config.qpm_candidates)
     if config.perturbation == "dropout":
         return FeatureDropout(config.dropout_p)
     return NoPerturbation()

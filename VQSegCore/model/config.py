@@ -87,15 +87,24 @@ class VQSegConfig:
     codebook_size: int | None = None
     code_dim: int | None = None
     commitment_weight: float = 0.25
-    entropy_loss_weight: float = 0.0  # > 0 turns on the code-usage entropy loss
+    # Code-usage entropy loss inside the VQ loss; 1 makes it 0.1 of the total loss through the step's
+    # VQ weight 0.1, as the authors' code (0 switches it off).
+    entropy_loss_weight: float = 1.0
     entropy_temperature: float = 1.0
 
     # Perturbation of the student's unlabeled strong views
     perturbation: str = "qpm"  # "qpm" | "dropout" | "none"
     qpm_epsilon: float = 0.7  # paper's best; the authors' code uses 0.1
-    qpm_temperature: float = 0.1  # on distances divided by the codebook's median pairwise distance
+    # The replacement kernel's effective number of candidates (exp of its entropy): each source code's
+    # temperature is solved so that its kernel spreads over about this many near codes, on any codebook
+    # geometry. 0: a fixed `qpm_temperature` on distances divided by the median pairwise distance.
+    qpm_candidates: float = 8.0
+    qpm_temperature: float = 0.1
     qpm_median_sample: int = 512  # codes sampled to estimate the median pairwise distance
     dropout_p: float = 0.5
+    # Perturb the decoder's skip features too (channel dropout, p = dropout_p) whenever the bottleneck is
+    # perturbed, for qpm and dropout alike; otherwise the skips carry the strong view around the bottleneck.
+    perturb_skips: bool = False
 
     # Dual-branch decoder
     reconstruction: bool = True
@@ -109,6 +118,10 @@ class VQSegConfig:
 
     preprocessing: PreprocessingConfig = field(default_factory=PreprocessingConfig)
     classes: ClassTable = LUNG_TUMOUR
+
+    # Inference field of view: square windows of this side (the training crop) slid over each slice
+    # with Gaussian blending, so the network sees what it saw in training; 0 = whole slices.
+    inference_window: int = 0
 
     def __post_init__(self) -> None:
         _tuples_from_lists(self)
@@ -182,6 +195,10 @@ class VQSegConfig:
         for name in ("qpm_temperature", "entropy_temperature", "pfa_temperature"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0")
+        if self.qpm_candidates != 0 and self.qpm_candidates < 1:
+            raise ValueError(f"qpm_candidates must be 0 (fixed temperature) or >= 1, got {self.qpm_candidates}")
+        if self.inference_window < 0 or (self.inference_window and self.inference_window % self.size_multiple):
+            raise ValueError(f"inference_window must be 0 or a positive multiple of {self.size_multiple}, got {self.inference_window}")
         if self.qpm_median_sample < 2:
             raise ValueError("qpm_median_sample must be >= 2")
         if (self.pfa_model == "none") != (self.pfa_feature_dim == 0):

@@ -25,12 +25,21 @@ class FeatureDropout(nn.Module):
     def forward(
         self, tokens: Tensor, quantized: Tensor, indices: Tensor, codes: Tensor, generator: torch.Generator | None = None
     ) -> tuple[Tensor, None]:
-        batch, _, dim = quantized.shape
-        keep = torch.rand(batch, 1, dim, device=quantized.device, generator=generator) >= self.p
-        return quantized * keep.to(quantized.dtype) / (1.0 - self.p), None
+        return channel_dropout(quantized, self.p, channel_dim=2, generator=generator), None
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+
+def channel_dropout(features: Tensor, p: float, *, channel_dim: int = 1, generator: torch.Generator | None = None) -> Tensor:
+    """Dropout2d: each sample's channel (along `channel_dim`) zeroed with probability p, the rest scaled by 1 / (1 - p).
+
+    [B, C, H, W] maps (channel_dim 1) or [B, N, D] tokens (channel_dim 2: a channel spans all tokens).
+    """
+    shape = [1] * features.ndim
+    shape[0], shape[channel_dim] = features.shape[0], features.shape[channel_dim]
+    keep = torch.rand(shape, device=features.device, generator=generator) >= p
+    return features * keep.to(features.dtype) / (1.0 - p)
 
 
 class NoPerturbation(nn.Module):

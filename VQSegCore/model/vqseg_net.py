@@ -7,7 +7,9 @@
 
 The segmentation decoder sees the perturbed q' only when the caller asks (`perturb=True`: the
 student's unlabeled strong views); reconstruction and PFA always read the unperturbed q, as in
-the paper (L_rec(D_i(q(z_u))) + L_seg(D_s(q'(z_u)), teacher pseudo-label)).
+the paper (L_rec(D_i(q(z_u))) + L_seg(D_s(q'(z_u)), teacher pseudo-label)). With
+`config.perturb_skips` the skip features are channel-dropped too (UniMatch drops every level),
+so the decoder cannot read the strong view around the perturbed bottleneck.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from VQSegCore.model.config import VQSegConfig
+from VQSegCore.model.feature_dropout import channel_dropout
 from VQSegCore.model.quantizer import VectorQuantizer, VQLosses
 
 
@@ -90,15 +93,17 @@ class VQSegNet(nn.Module):
         codes = self.quantizer.codes()
         quantized, indices, vq_losses, distance = self.quantizer(tokens, codes=codes, return_distance=True)
 
-        seg_tokens, changed = quantized, None
+        seg_tokens, changed, skips = quantized, None, features.skips
         if perturb:
             seg_tokens, changed = self.perturbation(tokens, quantized, indices, codes, generator=generator)
+            if self.config.perturb_skips and self.config.perturbation != "none":
+                skips = [channel_dropout(skip, self.config.dropout_p, generator=generator) for skip in skips]
 
         def to_map(t: Tensor) -> Tensor:
             return t.transpose(1, 2).reshape(batch, dim, height, width)
 
         quantized_map = to_map(quantized)
-        logits = self.seg_head(self.seg_decoder(features.skips, to_map(seg_tokens)))
+        logits = self.seg_head(self.seg_decoder(skips, to_map(seg_tokens)))
         if logits.shape[-2:] != images.shape[-2:]:
             logits = F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
 

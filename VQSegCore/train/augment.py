@@ -6,10 +6,14 @@ the images and to every label map passed along. Exact on the pixel grid: no inte
 label never blurs. (The authors' rescale + crop belongs to the data loader, which sees the
 whole slice; this works on the crops it produces.)
 
-Strong view (student input), on top of the weak view: intensity jitter on [0, 1] images
-(brightness, contrast, gamma), Gaussian blur with a random sigma, Gaussian noise; each with its
-own probability, as UniMatch's ColorJitter(p=0.8) / blur(p=0.5). No geometry, so the teacher's
-pseudo-label on the weak view stays aligned with the strong view.
+Strong view (student input), on top of the weak view: intensity jitter (brightness, contrast,
+gamma), Gaussian blur with a random sigma, Gaussian noise; each with its own probability, as
+UniMatch's ColorJitter(p=0.8) / blur(p=0.5). No geometry, so the teacher's pseudo-label on the
+weak view stays aligned with the strong view. Intensities are augmented within each sample's own
+range [min, max]: a CT window in [0, 1] and a z-scored MRI alike (shifts and noise are fractions of
+that range, gamma acts on the range mapped to [0, 1], results stay inside it). Clamping a z-scored
+image to [0, 1] would zero most of it and saturate the blood pool: views the teacher and
+inference never see. `StrongAugment.value_range` fixes the range instead (e.g. (0, 1)).
 
 CutMix: a random box (2-40 % of the area, aspect 0.3-3.3) per sample, with probability p; inside
 it a sample takes the content of the batch in reverse order (`x.flip(0)`), as in the authors'
@@ -49,20 +53,30 @@ def weak_view(images: Tensor, *maps: Tensor, generator: torch.Generator | None =
 
 @dataclass
 class StrongAugment:
-    """Strength of the strong view's intensity augmentations (images in [0, 1])."""
+    """Strength of the strong view's intensity augmentations; shifts and noise in units of the range."""
 
     jitter_p: float = 0.8
-    brightness: float = 0.2  # additive shift in [-b, b]
+    brightness: float = 0.2  # additive shift in [-b, b] x range
     contrast: float = 0.3  # scale about the sample mean by [1 - c, 1 + c]
     gamma: tuple[float, float] = (0.7, 1.5)
     blur_p: float = 0.5
     blur_sigma: tuple[float, float] = (0.1, 2.0)  # pixels, as UniMatch's blur
     noise_p: float = 0.5
-    noise_std: float = 0.03  # maximum standard deviation; drawn per sample in [0, noise_std]
+    noise_std: float = 0.03  # maximum standard deviation x range; drawn per sample in [0, noise_std]
+    value_range: tuple[float, float] | None = None  # None: each sample's own [min, max]
+
+
+def sample_range(images: Tensor, value_range: tuple[float, float] | None = None) -> tuple[Tensor, Tensor]:
+    """(low, high) [B, 1, 1, 1] of each sample: its own min and max, or the fixed `value_range`."""
+    if value_range is not None:
+        low, high = (images.new_full((images.shape[0], 1, 1, 1), float(v)) for v in value_range)
+        return low, high
+    flat = images.reshape(images.shape[0], -1)
+    return flat.amin(dim=1).view(-1, 1, 1, 1), flat.amax(dim=1).view(-1, 1, 1, 1)
 
 
 def strong_view(images: Tensor, generator: torch.Generator | None = None, params: StrongAugment | None = None) -> Tensor:
-    """Intensity-only strong augmentation of [B, C, H, W] images in [0, 1]; the result stays in [0, 1]."""
+    """Intensity-only strong augmentation of [B, C, H, W] images; each sample stays within its range."""
     p = params or StrongAugment()
     batch, device = images.shape[0], images.device
 
@@ -70,22 +84,24 @@ def strong_view(images: Tensor, generator: torch.Generator | None = None, params
         return values.to(device=device, dtype=images.dtype).view(batch, 1, 1, 1)
 
     x = images
+    low, high = sample_range(images, p.value_range)
+    span = (high - low).clamp_min(torch.finfo(images.dtype).eps)
     jitter = per_sample(torch.rand(batch, generator=generator) < p.jitter_p)
-    shift = per_sample(_uniform(generator, -p.brightness, p.brightness, batch))
+    shift = per_sample(_uniform(generator, -p.brightness, p.brightness, batch)) * span
     scale = per_sample(_uniform(generator, 1 - p.contrast, 1 + p.contrast, batch))
     gamma = per_sample(_uniform(generator, *p.gamma, batch))
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    jittered = (((x + shift - mean) * scale + mean).clamp(0, 1)) ** gamma
-    x = torch.where(jitter.bool(), jittered, x)
+    unit = ((((x + shift - mean) * scale + mean) - low) / span).clamp(0, 1)  # the range mapped to [0, 1]
+    x = torch.where(jitter.bool(), low + span * unit**gamma, x)
 
     blur = torch.rand(batch, generator=generator) < p.blur_p
     sigma = _uniform(generator, *p.blur_sigma, batch)
     x = torch.where(per_sample(blur).bool(), gaussian_blur(x, sigma.to(device)), x)
 
     noisy = per_sample(torch.rand(batch, generator=generator) < p.noise_p)
-    std = per_sample(_uniform(generator, 0.0, p.noise_std, batch))
+    std = per_sample(_uniform(generator, 0.0, p.noise_std, batch)) * span
     noise = torch.randn(x.shape, generator=generator).to(device=device, dtype=x.dtype)
-    return (x + noisy * std * noise).clamp(0, 1)
+    return torch.minimum(torch.maximum(x + noisy * std * noise, low), high)
 
 
 def gaussian_blur(images: Tensor, sigma: Tensor) -> Tensor:

@@ -8,7 +8,9 @@ Writes under `out_dir`:
     checkpoint/       the latest training checkpoint (checkpoint.py), every `checkpoint_every` and on cancel
     best/             the teacher with the best mean val Dice (save_model format)
     last/             the teacher at the end
-Validation reads only the `val` split; the test split is never touched. On CPU a resumed run reaches
+Validation reads only the `val` split (each case's original image and label, scored on its own grid
+as the fine-tune gate scores: VQSegCore.infer.scoring); the test split is never touched. The model
+infers in windows of the training crop (its config's `inference_window`). On CPU a resumed run reaches
 bit-identical weights to an uninterrupted one (the schedule depends only on the iteration).
 
 Under torchrun (see distributed.py) every rank runs this function: each draws crops from its own
@@ -19,6 +21,7 @@ run continues from rank 0's state, with the other ranks' random streams re-seede
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -30,9 +33,10 @@ import torch
 
 from VQSegCore.atomic import write_json_atomic
 from VQSegCore.errors import Cancelled, InputError
-from VQSegCore.metrics import dice_score
+from VQSegCore.infer.scoring import ScoredCase, mean_dice, read_scored_case, score_case
 from VQSegCore.model import VQSegConfig, build_model, save_model
 from VQSegCore.model.foundation import build_foundation
+from VQSegCore.model.qpm import QuantizedPerturbation
 from VQSegCore.train.checkpoint import checkpoint_folder, load_checkpoint, save_checkpoint
 from VQSegCore.train.data import CaseCache, PreparedCase, SliceSampler, prepare_training_data
 from VQSegCore.train.distributed import Distributed
@@ -147,6 +151,8 @@ def _train(spec, config: VQSegConfig, out_dir: Path, dev: torch.device, ranks: D
     reporter = reporter or _NullReporter()
     cancel = cancel or _NoCancel()
     config = config.resolved()
+    if not config.inference_window and crop_size > 0 and crop_size % config.size_multiple == 0:  # a bad crop: the sampler says so
+        config = dataclasses.replace(config, inference_window=crop_size)  # the model infers at its training field of view
     if not config.classes.values == spec.classes.values:
         config = dataclasses.replace(config, classes=spec.classes)
     foundation_model = None
@@ -183,7 +189,8 @@ def _train(spec, config: VQSegConfig, out_dir: Path, dev: torch.device, ranks: D
         spec, cache, include_labelled_as_unlabelled=include_labelled_as_unlabelled, cancel=cancel,
         progress=lambda done, total, case: reporter.progress("prepare", done, total, case=case),
     )
-    val_cases = [cache.prepare(case) for case in spec.labelled("val")] if ranks.is_main else []
+    # the val cases' original images and labels, read once: validation scores as the fine-tune gate does
+    val_cases = [read_scored_case(case) for case in spec.labelled("val")] if ranks.is_main else []
     if ranks.is_main:
         ranks.barrier()
     reporter.progress("prepare", 1, 1)
@@ -228,6 +235,7 @@ def _train(spec, config: VQSegConfig, out_dir: Path, dev: torch.device, ranks: D
     started = time.monotonic()
     budget_s = minutes * 60.0 if minutes is not None else None
     last_val: float | None = None
+    kernel_width: float | None = None  # QPM's effective replacement candidates over the codes in use
     validating_s = 0.0  # this process's time spent validating, for validation_share
 
     def elapsed() -> float:
@@ -240,7 +248,8 @@ def _train(spec, config: VQSegConfig, out_dir: Path, dev: torch.device, ranks: D
                         generator=generator, extra={"best_dice": best_dice, "best_iteration": best_iteration, "elapsed_s": elapsed()})
 
     def training_info() -> dict:
-        return {k: v for k, v in settings.items() if k != "config"} | {"iterations_done": iteration, "device": str(dev)}
+        info = {k: v for k, v in settings.items() if k != "config"} | {"iterations_done": iteration, "device": str(dev)}
+        return info | ({"qpm_effective_candidates": round(kernel_width, 2)} if kernel_width is not None else {})
 
     def step_decision() -> tuple[bool, float]:
         """(stop?, elapsed s), the same on every rank; raises Cancelled on every rank together."""
@@ -262,7 +271,7 @@ def _train(spec, config: VQSegConfig, out_dir: Path, dev: torch.device, ranks: D
         nonlocal last_val, best_dice, best_iteration, validating_s
         validation_started = time.monotonic()
         # under torchrun a cancel waits for the next agreed decision: rank 0 alone must not stop mid-way
-        scores = validate(teacher, val_cases, config, dev, cancel=None if ranks.enabled else cancel)
+        scores = validate(teacher, val_cases, dev, cancel=None if ranks.enabled else cancel)
         last_val = scores["mean_dice"]
         reporter.metric(stage="validate", iteration=iteration, mean_dice=last_val, per_case=scores["per_case"])
         if last_val > best_dice:
@@ -291,10 +300,14 @@ def _train(spec, config: VQSegConfig, out_dir: Path, dev: torch.device, ranks: D
             logs = step(x_l.to(dev), y_l.to(dev), x_u, generator=generator, supervised_only=labels_only)
             iteration += 1
             usage = student.quantizer.usage()
+            if iteration == 1 or iteration % validate_every == 0:
+                kernel_width = qpm_kernel_width(student)
             student.quantizer.reset_usage()
             if not all(math.isfinite(v) for v in logs.values()):
                 raise RuntimeError(f"training diverged at iteration {iteration}: {logs}")
             extra = {k: round(v, 6) for k, v in logs.items()}
+            if kernel_width is not None:
+                extra["qpm_candidates"] = round(kernel_width, 2)
             extra.update(lr=opt.param_groups[0]["lr"], codebook_fraction=round(usage.fraction_used, 4),
                          codebook_perplexity=round(usage.perplexity, 3), val_dice=last_val)
             if total is None and budget_s is not None:
@@ -343,6 +356,18 @@ def _train(spec, config: VQSegConfig, out_dir: Path, dev: torch.device, ranks: D
     }
 
 
+def qpm_kernel_width(model) -> float | None:
+    """Effective candidates (exp of the kernel's entropy) of the model's QPM over the codes its quantizer
+    counted since the last reset; None for other perturbations or before any code was counted."""
+    if not isinstance(model.perturbation, QuantizedPerturbation):
+        return None
+    used = model.quantizer.usage_counts.nonzero().squeeze(1)
+    if used.numel() == 0:
+        return None
+    with torch.no_grad():
+        return model.perturbation.effective_candidates(used, model.quantizer.codes())
+
+
 def _load_initial_weights(student, folder: Path) -> None:
     from VQSegCore.model import load_model
 
@@ -384,14 +409,6 @@ def _check_out_folder(out_dir: Path, settings: dict, resume: bool) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir} is not a folder", "choose a folder for --out")
     out_dir.mkdir(parents=True, exist_ok=True)
-
-
-def predict_volume(model, case: PreparedCase, device: torch.device) -> np.ndarray:
-    """Slice-wise argmax channel indices [z, H, W] of a prepared volume on the model grid (inference's engine, fp32)."""
-    from VQSegCore.infer.engine import SliceEngine
-
-    probabilities = SliceEngine(model, device, precision="fp32", channels_last=False).run(case.image, background=case.background).probabilities
-    return probabilities.argmax(axis=0).astype(np.uint8)
 
 
 OOD_REFERENCE_CASES = 24
@@ -451,17 +468,17 @@ def _add_ood_reference(folder: Path, reference: dict) -> None:
     write_json_atomic(card_path, card)
 
 
-def dice_per_class(prediction: np.ndarray, label: np.ndarray, num_classes: int) -> list[float]:
-    """Dice of each foreground channel index 1..num_classes-1; 1.0 when both are empty."""
-    return [dice_score(prediction == c, label == c) for c in range(1, num_classes)]
+def validate(model, cases: list[ScoredCase], device: torch.device, cancel=None) -> dict:
+    """Mean Dice over the class table of `model` on each of `cases` (the val split), and their mean.
 
-
-def validate(model, cases: list[PreparedCase], config: VQSegConfig, device: torch.device, cancel=None) -> dict:
-    """Per-volume mean foreground Dice of `model` over `cases` (the val split), and their mean."""
+    Scored as the fine-tune gate scores (VQSegCore.infer.scoring): `segment_volume` on each case's
+    original image, Dice on its own grid. The model is copied first: inference must not change the
+    training teacher (eval mode, channels-last weights).
+    """
+    model = copy.deepcopy(model)
     per_case = {}
     for case in cases:
         if cancel is not None:
             cancel.check()
-        prediction = predict_volume(model, case, device)
-        per_case[case.id] = float(np.mean(dice_per_class(prediction, np.asarray(case.label), config.num_classes)))
-    return {"mean_dice": float(np.mean(list(per_case.values()))) if per_case else float("nan"), "per_case": per_case}
+        per_case[case.id], _ = score_case(model, {}, case, device=device.type, cancel=cancel)
+    return {"mean_dice": mean_dice(per_case), "per_case": per_case}

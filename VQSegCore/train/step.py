@@ -31,6 +31,9 @@ from VQSegCore.train.ema import ema_momentum, update_ema
 from VQSegCore.train.losses import PSEUDO_LABEL_THRESHOLD, confident_fraction, pseudo_label_loss, pseudo_labels, supervised_loss
 
 
+STRONG_RANGES = {"sample": None, "unit": (0.0, 1.0)}
+
+
 @dataclass
 class LossWeights:
     """Weights of the total loss. Defaults: the paper where it gives one, else the authors' code.
@@ -60,7 +63,7 @@ class LossWeights:
 class SemiSupervisedStep:
     """Callable training step; holds the student, its EMA teacher, the optimiser and the options.
 
-    Images are [B, C, H, W] in [0, 1] (H, W multiples of `config.size_multiple`); labels [B, H, W]
+    Images are [B, C, H, W] as preprocessed (H, W multiples of `config.size_multiple`); labels [B, H, W]
     long with IGNORE_INDEX (255) for padding. `generator` (a CPU torch.Generator) drives all
     augmentation; on CPU it also drives the perturbation, so a seeded run is bit-reproducible.
     """
@@ -77,11 +80,15 @@ class SemiSupervisedStep:
         confidence_threshold: float = PSEUDO_LABEL_THRESHOLD,
         unlabeled_dice: float = 0.0,  # 0 = the authors' CE-only L_unsup; w > 0: (CE + w Dice) / (1 + w)
         strong_views: int = 2,  # the authors' code: two CutMix-ed strong views per unlabeled image
-        ema_base: float = 0.99,  # paper's alpha; the authors' code: 0.996 with ema_ramp=True
-        ema_ramp: bool = False,
+        # The teacher's momentum: min(1 - 1/t, ema_base), the authors' ramp (they cap it at 0.996), so
+        # the random initial weights do not linger (a constant 0.99 still holds 37 % of them at t = 100).
+        # ema_ramp=False: the paper's constant alpha = ema_base.
+        ema_base: float = 0.99,
+        ema_ramp: bool = True,
         ema_average_buffers: bool = True,
         cutmix_p: float = 0.5,
         strong: StrongAugment | None = None,
+        strong_range: str = "sample",  # intensities of the strong views stay in "sample": each crop's own range | "unit": [0, 1]
         autocast_dtype: torch.dtype | None = None,  # None = fp32; torch.bfloat16 / float16 for mixed precision
         distributed: Distributed = SINGLE_PROCESS,  # under torchrun: gradients and buffers averaged over ranks
     ) -> None:
@@ -96,7 +103,9 @@ class SemiSupervisedStep:
         self.threshold, self.unlabeled_dice, self.strong_views = confidence_threshold, unlabeled_dice, strong_views
         self.ema_base, self.ema_ramp, self.ema_average_buffers = ema_base, ema_ramp, ema_average_buffers
         self.cutmix_p = cutmix_p
-        self.strong = strong or StrongAugment()
+        if strong_range not in STRONG_RANGES:
+            raise ValueError(f"strong_range must be one of {', '.join(STRONG_RANGES)}, got {strong_range!r}")
+        self.strong = strong or StrongAugment(value_range=STRONG_RANGES[strong_range])
         self.autocast_dtype = autocast_dtype
         self.distributed = distributed
         # float16 needs loss scaling (bfloat16 has float32's range and does not).

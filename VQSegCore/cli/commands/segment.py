@@ -3,11 +3,12 @@
     vqseg segment ct.nii.gz --output tumour.seg.nrrd [--model NAME[@VERSION] | --model-dir DIR]
         [--roi-ras X0 Y0 Z0 X1 Y1 Z1 | --roi-lps ... | --roi-ijk I0 J0 K0 I1 J1 K1]
         [--probabilities P.nii.gz] [--uncertainty U.nii.gz [--uncertainty-mode entropy|samples]]
-        [--min-component-ml V] [--device auto|cpu|cuda] [--precision auto|fp32|bf16|fp16] [--events]
+        [--min-component-ml V] [--device auto|cpu|cuda] [--precision auto|fp32|bf16|fp16] [--window N] [--events]
 
 INPUT is any volume the I/O layer reads, a DICOM series folder included. OUT: .nii.gz, .nii, .nrrd,
 .mha, .seg.nrrd (named, coloured segments with terminology) or, for a DICOM input, .dcm (a DICOM
-SEG object that references the input series).
+SEG object that references the input series). The model sees each slice in square windows of its
+training crop, blended with Gaussian weights; --window N sets another side, 0 whole slices.
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
                         help="auto: bf16 on GPUs and on CPUs with native bf16, fp32 otherwise")
     parser.add_argument("--batch-size", type=int, default=None, help="slices per forward pass (default: 2 on CPU, 16 on GPU)")
+    parser.add_argument("--window", type=int, default=None, metavar="N",
+                        help="side in model-grid voxels of the square windows the model sees each slice through, blended with Gaussian "
+                        "weights (default: the model's training crop; 0 = whole slices)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--max-memory-gb", type=float, default=8.0, help="refuse runs estimated to need more memory (default 8)")
     parser.set_defaults(run=run)
@@ -101,7 +105,7 @@ def run(args: argparse.Namespace, context) -> dict:
     request = SegmentRequest(
         roi=roi, crop=args.crop, uncertainty=args.uncertainty_mode if args.uncertainty else None,
         probabilities=args.probabilities is not None, min_component_ml=args.min_component_ml, device=args.device,
-        precision=args.precision, batch_size=args.batch_size, memory_limit_gb=args.max_memory_gb,
+        precision=args.precision, batch_size=args.batch_size, window=args.window, memory_limit_gb=args.max_memory_gb,
     )
     result = segment_volume(model, card, volume.image, request, progress=context.reporter.progress, cancel=context.cancel)
     for note in result.notes:
