@@ -4,7 +4,17 @@ Data: ../shared/data/acdc (SSL4MIS form; `splits.json` names the labelled patien
 training volume is unlabelled. Each run trains with `VQSegCore.train.train` and evaluates the final
 EMA teacher (`last/`) on the 20 `labelsVal` volumes in 3D on their own grid: Dice and HD95 per
 class, averaged over the three classes per volume, then over volumes. No model selection happens
-(the spec has no val split), so the evaluation volumes never steer training.
+(the spec has no val split), so the evaluation volumes never steer training. Every model is
+evaluated twice: as `vqseg segment` runs it (windows of the training crop, Gaussian blending: the
+"Dice" column) and on whole slices ("Dice whole slice"). ACDC's spacing is not known in this form
+and is recorded as 1 mm, so HD95 in mm is HD95 in voxels.
+
+Variants (`--variant`): "defaults" is the code as it ships. "baseline" restores the settings before
+the method's fidelity fixes (strong views clamped to [0, 1], constant EMA 0.99, no code-usage entropy
+loss, a fixed QPM temperature, unperturbed skips); "+range", "+ramp", "+entropy", "+kernel" and
+"+skips" each add one fix to it. `--ablation` runs the baseline and each single fix and writes
+results/acdc_cpu_ablation.*. Each run records the teacher's confident pseudo-label coverage and QPM's
+effective candidates over iterations.
 
 Protocols:
     cpu   (default) in-plane 2 mm (the 1 mm volumes halved: ~128x108 slices), 64x64 crops,
@@ -18,10 +28,13 @@ Per-iteration cost is measured in a separate timing phase that interleaves the m
     .venv/bin/python benchmarks/acdc.py                              # everything; writes results/acdc_cpu.*
     .venv/bin/python benchmarks/acdc.py --labelled 3 --modes qpm supervised --seeds 0
     .venv/bin/python benchmarks/acdc.py --timing-only
+    .venv/bin/python benchmarks/acdc.py --ablation --labelled 3 --modes qpm --seeds 0   # writes results/acdc_cpu_ablation.*
+    .venv/bin/python benchmarks/acdc.py --ablation baseline +range +ramp --labelled 3 --modes qpm --threads 1 &  # two side by side
     python benchmarks/acdc.py --protocol gpu --device cuda           # writes results/acdc_gpu.*
 
 Finished runs are kept in the result JSON and skipped when the script is started again with the
-same protocol, so an interrupted benchmark resumes where it stopped.
+same protocol; a run cut short resumes from its last checkpoint (every 100 iterations), so an
+interrupted benchmark resumes where it stopped. Two processes may share a result file.
 """
 
 from __future__ import annotations
@@ -49,6 +62,7 @@ from VQSegCore.model import VQSegConfig, build_model, load_model  # noqa: E402
 from VQSegCore.model.config import PreprocessingConfig  # noqa: E402
 from VQSegCore.infer import SegmentRequest, segment_volume  # noqa: E402
 from VQSegCore.train import SemiSupervisedStep, make_teacher, train  # noqa: E402
+from VQSegCore.train.checkpoint import checkpoint_folder  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "acdc"
 MODES = ("qpm", "dropout", "none", "supervised")
@@ -64,6 +78,20 @@ PROTOCOLS = {
                 lr=0.01, iterations=30000),
 }
 PUBLISHED = {3: {"authors_run": 0.892, "paper": 0.9057}, 7: {"authors_run": 0.904, "paper": 0.9103}}
+# (model config fields, SemiSupervisedStep options) of each variant, on top of the protocol's settings.
+BASELINE = ({"entropy_loss_weight": 0.0, "qpm_candidates": 0.0, "perturb_skips": False},
+            {"strong_range": "unit", "ema_ramp": False})
+FIXES = {
+    "+range": ({}, {"strong_range": "sample"}),
+    "+ramp": ({}, {"ema_ramp": True}),
+    "+entropy": ({"entropy_loss_weight": 1.0}, {}),
+    "+kernel": ({"qpm_candidates": 8.0}, {}),
+    "+skips": ({"perturb_skips": True}, {}),
+}
+VARIANTS = {"defaults": ({}, {}), "baseline": BASELINE,
+            **{name: ({**BASELINE[0], **fix[0]}, {**BASELINE[1], **fix[1]}) for name, fix in FIXES.items()}}
+COVERAGE_BIN = 50  # iterations per point of the coverage curve
+CHECKPOINT_EVERY = 100
 
 
 def make_spec(data: Path, labelled_patients: list[str], folder: Path) -> DatasetSpec:
@@ -81,68 +109,89 @@ def make_spec(data: Path, labelled_patients: list[str], folder: Path) -> Dataset
     return DatasetSpec.load(path)
 
 
-def model_config(protocol: dict, mode: str) -> VQSegConfig:
+def model_config(protocol: dict, mode: str, variant: str = "defaults") -> VQSegConfig:
     return VQSegConfig(
         classes=ACDC_CLASSES, perturbation="qpm" if mode == "supervised" else mode,
         unet_base_width=protocol["base_width"], unet_depth=protocol["depth"],
         preprocessing=PreprocessingConfig(modality="mri", spacing_mm=protocol["spacing_mm"]),
+        **VARIANTS[variant][0],
     )
 
 
-def evaluate_model(model_dir: Path, data: Path, volumes: list[str], device: str) -> dict:
+def evaluate_model(model_dir: Path, data: Path, volumes: list[str], device: str, window: int | None = None) -> dict:
+    """Scores of a model folder on `volumes`; `window` None: the model's own inference window, 0: whole slices."""
     model, card = load_model(model_dir)
     per_volume = {}
     for volume in volumes:
         image = sitk.ReadImage(str(data / "imagesVal" / f"{volume}.nii.gz"))
         label = sitk.ReadImage(str(data / "labelsVal" / f"{volume}.nii.gz"))
-        prediction = segment_volume(model, card, image, SegmentRequest(device=device, crop="none")).labels
+        request = SegmentRequest(device=device, crop="none", window=window)
+        prediction = segment_volume(model, card, image, request).labels
         scores = image_metrics(prediction, sitk.Cast(label, sitk.sitkUInt8), ACDC_CLASSES)
         per_volume[volume] = {name: {"dice": m.dice, "hd95": m.hd95_mm, "status": m.status} for name, m in scores.items()}
     dice = [float(np.mean([c["dice"] for c in v.values()])) for v in per_volume.values()]
     hd95 = [float(np.nanmean([c["hd95"] for c in v.values()])) for v in per_volume.values()]
     per_class = {c.id: float(np.mean([v[c.id]["dice"] for v in per_volume.values()])) for c in ACDC_CLASSES.classes}
     failures = sum(c["status"] in ("missed", "false_positive") for v in per_volume.values() for c in v.values())
-    return {"dice": float(np.mean(dice)), "hd95_vox": float(np.nanmean(hd95)), "dice_per_class": per_class,
+    return {"dice": float(np.mean(dice)), "hd95_mm": float(np.nanmean(hd95)), "dice_per_class": per_class,
             "failures": failures, "per_volume": per_volume}
 
 
 class _TimeRecorder:
-    """A reporter that keeps the wall time of each training iteration."""
+    """A reporter that keeps the wall time of each training iteration, the teacher's confident coverage
+    and QPM's effective candidates."""
 
     def __init__(self) -> None:
         self.stamps: list[float] = []
+        self.coverage: dict[int, float] = {}
+        self.candidates: dict[int, float] = {}
 
     def progress(self, stage, done, total, **extra):
         if stage == "train":
             self.stamps.append(time.perf_counter())
+            self.coverage[extra["iteration"]] = extra.get("pseudo_coverage", 0.0)
+            if "qpm_candidates" in extra:
+                self.candidates[extra["iteration"]] = extra["qpm_candidates"]
+
+    def coverage_curve(self) -> list[list[float]]:
+        """[last iteration of the bin, mean coverage] per COVERAGE_BIN iterations (this process's iterations)."""
+        bins: dict[int, list[float]] = {}
+        for iteration, value in self.coverage.items():
+            bins.setdefault((iteration - 1) // COVERAGE_BIN, []).append(value)
+        return [[(b + 1) * COVERAGE_BIN, round(float(np.mean(v)), 4)] for b, v in sorted(bins.items())]
 
     def metric(self, **kwargs): pass
     def log(self, *args, **kwargs): pass
 
 
-def run_one(args, protocol: dict, labelled: int, mode: str, seed: int, splits: dict) -> dict:
-    work = args.work / f"{args.protocol}_{labelled}_{mode}_{seed}"
-    if work.exists():
+def run_one(args, protocol: dict, labelled: int, mode: str, seed: int, splits: dict, variant: str) -> dict:
+    suffix = "" if variant == "defaults" else "_" + variant.strip("+")
+    work = args.work / f"{args.protocol}_{labelled}_{mode}_{seed}{suffix}"
+    resume = checkpoint_folder(work) is not None and (work / "run.json").is_file() and not (work / "last").exists()
+    if work.exists() and not resume:
         shutil.rmtree(work)
     spec = make_spec(args.data, splits["labeled_patients"][str(labelled)], args.work / "specs")
     recorder = _TimeRecorder()
-    started = time.perf_counter()
     summary = train(
-        spec, model_config(protocol, mode), work, iterations=args.iterations or protocol["iterations"],
+        spec, model_config(protocol, mode, variant), work, iterations=args.iterations or protocol["iterations"],
         batch_size=protocol["batch_size"], crop_size=protocol["crop_size"], lr=protocol["lr"], seed=seed,
         supervised_only=mode == "supervised", optimiser=protocol["optimiser"], device=args.device,
-        validate_every=10**9, checkpoint_every=10**9, reporter=recorder, cache_dir=args.work / "cache",
+        validate_every=COVERAGE_BIN, checkpoint_every=CHECKPOINT_EVERY, reporter=recorder, cache_dir=args.work / "cache",
+        step_options=VARIANTS[variant][1], resume=resume,
     )
-    train_s = time.perf_counter() - started
-    scores = evaluate_model(work / "last", args.data, splits["val_volumes"], args.device)
+    windowed = evaluate_model(work / "last", args.data, splits["val_volumes"], args.device)
+    whole = evaluate_model(work / "last", args.data, splits["val_volumes"], args.device, window=0)
     steps = np.diff(recorder.stamps[10:]) if len(recorder.stamps) > 12 else np.diff(recorder.stamps)
     return {
-        "labelled_patients": labelled, "mode": mode, "seed": seed, "iterations": summary["iterations"],
-        "dice": round(scores["dice"], 4), "hd95_vox": round(scores["hd95_vox"], 2),
-        **{f"dice_{k}": round(v, 4) for k, v in scores["dice_per_class"].items()},
-        "failures": scores["failures"], "train_min": round(train_s / 60, 2),
+        "labelled_patients": labelled, "mode": mode, "seed": seed, "variant": variant, "iterations": summary["iterations"],
+        "dice": round(windowed["dice"], 4), "hd95_mm": round(windowed["hd95_mm"], 2),
+        **{f"dice_{k}": round(v, 4) for k, v in windowed["dice_per_class"].items()},
+        "dice_whole_slice": round(whole["dice"], 4), "hd95_mm_whole_slice": round(whole["hd95_mm"], 2),
+        "failures": windowed["failures"], "train_min": round(summary["elapsed_s"] / 60, 2), "resumed": resume,
         "s_per_iter_median": round(float(np.median(steps)), 4) if len(steps) else None,
-        "per_volume": scores["per_volume"],
+        "coverage_curve": recorder.coverage_curve(),
+        "qpm_candidates": sorted(recorder.candidates.items())[-1][1] if recorder.candidates else None,
+        "per_volume": windowed["per_volume"], "per_volume_whole_slice": whole["per_volume"],
     }
 
 
@@ -179,19 +228,36 @@ def time_modes(args, protocol: dict, rounds: int, per_round: int) -> list[dict]:
 def summary_table(runs: list[dict]) -> list[dict]:
     rows = []
     for labelled in sorted({r["labelled_patients"] for r in runs}):
-        for mode in MODES:
-            chosen = [r for r in runs if r["labelled_patients"] == labelled and r["mode"] == mode]
-            if not chosen:
-                continue
-            dice = [r["dice"] for r in chosen]
-            rows.append({
-                "labelled patients": labelled, "mode": mode, "seeds": len(chosen),
-                "Dice mean": round(statistics.fmean(dice), 4), "Dice per seed": " / ".join(f"{d:.4f}" for d in dice),
-                "HD95 (vox)": round(statistics.fmean(r["hd95_vox"] for r in chosen), 2),
-                "RV / Myo / LV": " / ".join(f"{statistics.fmean(r[f'dice_{c.id}'] for r in chosen):.3f}" for c in ACDC_CLASSES.classes),
-                "train min": round(statistics.fmean(r["train_min"] for r in chosen), 1),
-            })
+        for variant in VARIANTS:
+            for mode in MODES:
+                chosen = [r for r in runs if r["labelled_patients"] == labelled and r["mode"] == mode and r["variant"] == variant]
+                if not chosen:
+                    continue
+                dice = [r["dice"] for r in chosen]
+                covered = [r["coverage_curve"] for r in chosen if r.get("coverage_curve")]
+                rows.append({
+                    "labelled patients": labelled, "variant": variant, "mode": mode, "seeds": len(chosen),
+                    "Dice mean": round(statistics.fmean(dice), 4),
+                    "Dice SD": round(statistics.stdev(dice), 4) if len(dice) > 1 else "",
+                    "Dice per seed": " / ".join(f"{d:.4f}" for d in dice),
+                    "Dice whole slice": round(statistics.fmean(r["dice_whole_slice"] for r in chosen), 4),
+                    "HD95 (mm)": round(statistics.fmean(r["hd95_mm"] for r in chosen), 2),
+                    "RV / Myo / LV": " / ".join(f"{statistics.fmean(r[f'dice_{c.id}'] for r in chosen):.3f}" for c in ACDC_CLASSES.classes),
+                    "coverage at 1/4 / 1/2 / end": " / ".join(
+                        f"{statistics.fmean(_at_fraction(c, f) for c in covered):.2f}" for f in (0.25, 0.5, 1.0)) if covered and mode != "supervised" else "",
+                    "train min": round(statistics.fmean(r["train_min"] for r in chosen), 1),
+                })
     return rows
+
+
+def _at_fraction(curve: list[list[float]], fraction: float) -> float:
+    """The coverage of the bin that holds `fraction` of the run's iterations."""
+    last = curve[-1][0]
+    return next(value for end, value in curve if end >= fraction * last)
+
+
+def _key(run: dict) -> tuple:
+    return run["labelled_patients"], run["mode"], run["seed"], run.get("variant", "defaults")
 
 
 def main() -> int:
@@ -201,6 +267,9 @@ def main() -> int:
     parser.add_argument("--labelled", type=int, nargs="+", choices=(3, 7), default=[3, 7])
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--variant", choices=sorted(VARIANTS), default="defaults", help="settings on top of the protocol (see above)")
+    parser.add_argument("--ablation", nargs="*", choices=["baseline", *FIXES], default=None, metavar="VARIANT",
+                        help="the baseline and each single fix, or the variants named (results/acdc_<protocol>_ablation.*)")
     parser.add_argument("--iterations", type=int, default=None, help="override the protocol's iteration count")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -216,7 +285,9 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     protocol = PROTOCOLS[args.protocol]
-    name = f"acdc_{args.protocol}"
+    ablation = args.ablation is not None
+    name = f"acdc_{args.protocol}" + ("_ablation" if ablation else "")
+    variants = (args.ablation or ["baseline", *FIXES]) if ablation else [args.variant]
     result_path = args.out / f"{name}.json"
     previous = json.loads(result_path.read_text()) if result_path.is_file() else {}
     same_protocol = previous.get("protocol") == {**protocol, "spacing_mm": list(protocol["spacing_mm"])} and \
@@ -231,18 +302,21 @@ def main() -> int:
         if result_path.is_file():
             on_disk = json.loads(result_path.read_text())
             if on_disk.get("protocol") == json.loads(json.dumps(protocol)) and on_disk.get("iterations_override") == args.iterations:
-                mine = {(r["labelled_patients"], r["mode"], r["seed"]) for r in runs}
-                runs.extend(r for r in on_disk.get("runs", []) if (r["labelled_patients"], r["mode"], r["seed"]) not in mine)
-        runs.sort(key=lambda r: (r["labelled_patients"], MODES.index(r["mode"]), r["seed"]))
+                mine = {_key(r) for r in runs}
+                runs.extend(r for r in on_disk.get("runs", []) if _key(r) not in mine)
+        runs.sort(key=lambda r: (r["labelled_patients"], list(VARIANTS).index(r["variant"]), MODES.index(r["mode"]), r["seed"]))
         meta = {"protocol": protocol, "iterations_override": args.iterations, "command": command, "runs": runs,
                 "timing": timing, "published": PUBLISHED,
+                "variants": {name: {"config": v[0], "step_options": v[1]} for name, v in VARIANTS.items()},
                 "evaluation": "final EMA teacher, 20 labelsVal volumes, 3D Dice/HD95 per class on the volume's grid, "
-                              "mean of RV/Myo/LV per volume, then over volumes; HD95 in voxels (ACDC spacing unknown, set to 1)"}
+                              "mean of RV/Myo/LV per volume, then over volumes; 'dice' through vqseg segment's path (windows of "
+                              "the training crop), 'dice_whole_slice' on whole slices; HD95 in mm with ACDC's spacing "
+                              "recorded as 1 mm (= voxels)"}
         write_report(name, summary_table(runs), meta, args.out)
-        if timing:
+        if timing and not ablation:
             write_report(f"{name}_timing", timing, {"protocol": protocol, "command": command}, args.out)
 
-    if args.timing_only or not timing:
+    if args.timing_only or (not timing and not ablation):  # the ablation's runs share the main file's timing
         timing = time_modes(args, protocol, args.timing_rounds, args.timing_steps)
         save()
         print(json.dumps(timing, indent=1), flush=True)
@@ -250,13 +324,15 @@ def main() -> int:
         return 0
     for seed in args.seeds:
         for labelled in args.labelled:
-            for mode in args.modes:
-                if any(r["labelled_patients"] == labelled and r["mode"] == mode and r["seed"] == seed for r in runs):
-                    continue
-                row = run_one(args, protocol, labelled, mode, seed, splits) | {"command": command, "torch_threads": torch.get_num_threads()}
-                runs.append(row)
-                save()
-                print(json.dumps({k: v for k, v in row.items() if k != "per_volume"}), flush=True)
+            for variant in variants:
+                for mode in args.modes:
+                    if any(_key(r) == (labelled, mode, seed, variant) for r in runs):
+                        continue
+                    row = run_one(args, protocol, labelled, mode, seed, splits, variant) | {
+                        "command": command, "torch_threads": torch.get_num_threads()}
+                    runs.append(row)
+                    save()
+                    print(json.dumps({k: v for k, v in row.items() if not k.startswith("per_volume")}), flush=True)
     save()
     return 0
 
