@@ -4,9 +4,12 @@ The default U-Net normalises with GroupNorm, whose statistics come from the whol
 trained on small crops may segment differently when it sees a whole slice. This runs a trained
 model on ACDC validation volumes both ways through the inference engine (SliceEngine with window 0
 and with window N: MONAI sliding windows, Gaussian blending; same preprocessing, same resampling
-back) and reports the mean Dice of RV / Myo / LV.
+back) and reports the mean Dice of RV / Myo / LV. With `--dataset lidc` it scores a lung model on
+the LIDC validation patients (benchmarks/lidc.py's evaluation: `vqseg segment`'s path, with
+--window 0 and N) and reports mean and median tumour Dice.
 
     .venv/bin/python benchmarks/field_of_view.py --model-dir /tmp/models/acdc3_qpm --window 64
+    .venv/bin/python benchmarks/field_of_view.py --dataset lidc --model-dir Resources/Models/lung-lesion --window 96
 """
 
 from __future__ import annotations
@@ -35,7 +38,11 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--volumes", type=int, default=10)
     parser.add_argument("--window", type=int, default=64, help="the training crop size")
+    parser.add_argument("--dataset", choices=("acdc", "lidc"), default="acdc")
+    parser.add_argument("--lidc-data", type=Path, default=None, help="LIDC crop set (default: benchmarks/lidc_data.py's)")
     args = parser.parse_args()
+    if args.dataset == "lidc":
+        return lidc_field_of_view(args)
     model, card = load_model(args.model_dir)
     config = model.config
     values = (0, *config.classes.values)
@@ -53,6 +60,28 @@ def main() -> int:
     rows = [{"inference": name, "volumes": len(s), "mean Dice": round(float(np.mean(s)), 4)} for name, s in scores.items()]
     write_report("field_of_view", rows, {"command": "python benchmarks/field_of_view.py " + " ".join(sys.argv[1:]),
                                           "model": str(args.model_dir), "norm": config.unet_norm, "per_volume": scores})
+    for row in rows:
+        print(row)
+    return 0
+
+
+def lidc_field_of_view(args) -> int:
+    from benchmarks import lidc_data
+    from benchmarks.lidc import evaluate_model
+    from VQSegCore.dataset_spec import DatasetSpec
+
+    data = args.lidc_data or lidc_data.DEFAULT_DATA
+    cache = lidc_data.prepare(data)
+    val = {p for p in lidc_data.patients(data) if lidc_data.is_validation_patient(p)}
+    spec = DatasetSpec.load(lidc_data.write_spec(cache.parent / "lidc_val_only.json", cache, set(), set(), val, data))
+    rows, per_case = [], {}
+    for name, window in (("whole slice", 0), (f"sliding window {args.window}x{args.window}", args.window)):
+        scores = evaluate_model(args.model_dir, spec, window=window)
+        per_case[name] = {case: round(s["dice"], 4) for case, s in scores["per_case"].items()}
+        rows.append({"inference": name, "cases": scores["cases"], "mean Dice": round(scores["dice"], 4),
+                     "median Dice": round(scores["dice_median"], 4), "missed": scores["missed"]})
+    write_report("field_of_view_lidc", rows, {"command": "python benchmarks/field_of_view.py " + " ".join(sys.argv[1:]),
+                                               "model": str(args.model_dir), "per_case": per_case})
     for row in rows:
         print(row)
     return 0

@@ -61,14 +61,16 @@ def model_config(mode: str) -> VQSegConfig:
     )
 
 
-def evaluate_model(model_dir: Path, spec: DatasetSpec) -> dict:
+def evaluate_model(model_dir: Path, spec: DatasetSpec, window: int | None = None) -> dict:
+    """Scores on the val split; `window` None: the model's own inference window, 0: whole slices."""
     model, card = load_model(model_dir)
     per_case = {}
+    request = SegmentRequest(device="cpu", crop="none", window=window)
     for case in spec.entries:
         if case.split != "val":
             continue
         label = sitk.ReadImage(str(case.label))
-        prediction = segment_volume(model, card, sitk.ReadImage(str(case.image)), SegmentRequest(device="cpu", crop="none")).labels
+        prediction = segment_volume(model, card, sitk.ReadImage(str(case.image)), request).labels
         scores = image_metrics(prediction, sitk.Cast(label, sitk.sitkUInt8), LUNG_TUMOUR)
         tumour = next(iter(scores.values()))
         per_case[case.id] = {"dice": tumour.dice, "hd95_mm": tumour.hd95_mm, "status": tumour.status}

@@ -1,0 +1,77 @@
+"""How local is QPM's replacement kernel? Effective candidates on initial and trained codebooks.
+
+For each codebook (the initial U-Net codebook of K = 1,024 and of K = 16,384, and the codebooks of
+trained model folders), every 4th code (at most 256 codes) is a source; for each kernel the table gives
+the mean over sources of exp(entropy) of its replacement distribution (the number of codes a swap
+really chooses among: K - 1 uniform, 1 nearest-neighbour) and the mass it puts on the source's 8
+nearest codes. Kernels: the fixed exp(-d / (median pairwise distance * T)) at several T, and the
+calibrated kernel the models use (`qpm_candidates`).
+
+    .venv/bin/python benchmarks/qpm_kernel.py --models Resources/Models/lung-lesion /tmp/vqseg-acdc/cpu_3_qpm_0_baseline/last
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from benchmarks.report import write_report  # noqa: E402
+from VQSegCore.model import VQSegConfig, build_model, load_model  # noqa: E402
+from VQSegCore.model.qpm import kernel_logits, median_pairwise_distance  # noqa: E402
+from VQSegCore.model.quantizer import squared_distances  # noqa: E402
+
+TEMPERATURES = (1.0, 0.3, 0.1, 0.03)
+NEAREST = 8
+
+
+def kernel_summary(codes: torch.Tensor, sources: torch.Tensor, *, candidates: float = 0.0, temperature: float = 1.0) -> tuple[float, float]:
+    """(mean effective candidates, mean mass on the 8 nearest other codes) of one kernel."""
+    scale = torch.ones(()) if candidates else median_pairwise_distance(codes, 512, torch.Generator().manual_seed(0)) * temperature
+    probabilities = torch.softmax(kernel_logits(sources, codes, scale, candidates=candidates), dim=1)
+    entropy = -(probabilities * torch.log(probabilities.clamp_min(1e-30))).sum(dim=1)
+    distances = squared_distances(codes[sources], codes)
+    distances[torch.arange(sources.numel()), sources] = float("inf")
+    nearest = distances.topk(NEAREST, dim=1, largest=False).indices
+    return float(entropy.exp().mean()), float(probabilities.gather(1, nearest).sum(dim=1).mean())
+
+
+def codebooks(model_dirs: list[Path]) -> list[tuple[str, torch.Tensor]]:
+    found = []
+    for size in (1024, 16384):
+        torch.manual_seed(0)
+        found.append((f"initial U-Net codebook, K = {size}", build_model(VQSegConfig(codebook_size=size)).quantizer.codes().detach()))
+    for folder in model_dirs:
+        model, _card = load_model(folder)
+        found.append((f"trained: {folder}", model.quantizer.codes().detach()))
+    return found
+
+
+@torch.no_grad()
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", type=Path, nargs="*", default=[], help="trained model folders (save_model format)")
+    parser.add_argument("--candidates", type=float, default=VQSegConfig().qpm_candidates, help="the calibrated kernel's width")
+    args = parser.parse_args()
+    rows = []
+    for name, codes in codebooks(args.models):
+        size = codes.shape[0]
+        sources = torch.arange(0, size, max(4, size // 256))
+        kernels = [(f"fixed T = {t:g}", dict(temperature=t)) for t in TEMPERATURES]
+        kernels.append((f"calibrated, {args.candidates:g} candidates", dict(candidates=args.candidates)))
+        for kernel, options in kernels:
+            width, near = kernel_summary(codes.float(), sources, **options)
+            rows.append({"codebook": name, "K": size, "kernel": kernel, "effective candidates": round(width, 1),
+                         f"mass on {NEAREST} nearest": round(near, 3)})
+            print(rows[-1], flush=True)
+    write_report("qpm_kernel", rows, {"command": "python benchmarks/qpm_kernel.py " + " ".join(sys.argv[1:]),
+                                      "sources": "every 4th code, at most 256 per codebook"})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
