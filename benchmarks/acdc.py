@@ -60,7 +60,9 @@ from VQSegCore.dataset_spec import DatasetSpec  # noqa: E402
 from VQSegCore.metrics import image_metrics  # noqa: E402
 from VQSegCore.model import VQSegConfig, build_model, load_model  # noqa: E402
 from VQSegCore.model.config import PreprocessingConfig  # noqa: E402
+from VQSegCore.model.quantizer import codebook_usage  # noqa: E402
 from VQSegCore.infer import SegmentRequest, segment_volume  # noqa: E402
+from VQSegCore.infer.ood import CodeStatistics  # noqa: E402
 from VQSegCore.train import SemiSupervisedStep, make_teacher, train  # noqa: E402
 from VQSegCore.train.checkpoint import checkpoint_folder  # noqa: E402
 
@@ -122,18 +124,23 @@ def evaluate_model(model_dir: Path, data: Path, volumes: list[str], device: str,
     """Scores of a model folder on `volumes`; `window` None: the model's own inference window, 0: whole slices."""
     model, card = load_model(model_dir)
     per_volume = {}
+    codes = CodeStatistics.empty(model.quantizer.codebook_size)
     for volume in volumes:
         image = sitk.ReadImage(str(data / "imagesVal" / f"{volume}.nii.gz"))
         label = sitk.ReadImage(str(data / "labelsVal" / f"{volume}.nii.gz"))
         request = SegmentRequest(device=device, crop="none", window=window)
-        prediction = segment_volume(model, card, image, request).labels
+        result = segment_volume(model, card, image, request)
+        prediction = result.labels
+        codes.merge(result.codes)
         scores = image_metrics(prediction, sitk.Cast(label, sitk.sitkUInt8), ACDC_CLASSES)
         per_volume[volume] = {name: {"dice": m.dice, "hd95": m.hd95_mm, "status": m.status} for name, m in scores.items()}
     dice = [float(np.mean([c["dice"] for c in v.values()])) for v in per_volume.values()]
     hd95 = [float(np.nanmean([c["hd95"] for c in v.values()])) for v in per_volume.values()]
     per_class = {c.id: float(np.mean([v[c.id]["dice"] for v in per_volume.values()])) for c in ACDC_CLASSES.classes}
     failures = sum(c["status"] in ("missed", "false_positive") for v in per_volume.values() for c in v.values())
+    fraction_used, perplexity = codebook_usage(torch.from_numpy(codes.counts))
     return {"dice": float(np.mean(dice)), "hd95_mm": float(np.nanmean(hd95)), "dice_per_class": per_class,
+            "codebook_perplexity": float(perplexity), "codebook_fraction": float(fraction_used),
             "failures": failures, "per_volume": per_volume}
 
 
@@ -164,9 +171,24 @@ class _TimeRecorder:
     def log(self, *args, **kwargs): pass
 
 
-def run_one(args, protocol: dict, labelled: int, mode: str, seed: int, splits: dict, variant: str) -> dict:
+def run_folder(args, labelled: int, mode: str, seed: int, variant: str) -> Path:
     suffix = "" if variant == "defaults" else "_" + variant.strip("+")
-    work = args.work / f"{args.protocol}_{labelled}_{mode}_{seed}{suffix}"
+    return args.work / f"{args.protocol}_{labelled}_{mode}_{seed}{suffix}"
+
+
+def rescore_code_usage(args, runs: list[dict], splits: dict) -> None:
+    """Fill in the code-usage columns of runs recorded without them, from their kept last/ models."""
+    for run in runs:
+        last = run_folder(args, run["labelled_patients"], run["mode"], run["seed"], run["variant"]) / "last"
+        if "codebook_perplexity" not in run and last.is_dir():
+            scores = evaluate_model(last, args.data, splits["val_volumes"], args.device)
+            assert round(scores["dice"], 4) == run["dice"], f"{last} is not the model of this row"
+            run.update(codebook_perplexity=round(scores["codebook_perplexity"], 1),
+                       codebook_fraction=round(scores["codebook_fraction"], 4))
+
+
+def run_one(args, protocol: dict, labelled: int, mode: str, seed: int, splits: dict, variant: str) -> dict:
+    work = run_folder(args, labelled, mode, seed, variant)
     resume = checkpoint_folder(work) is not None and (work / "run.json").is_file() and not (work / "last").exists()
     if work.exists() and not resume:
         shutil.rmtree(work)
@@ -187,6 +209,7 @@ def run_one(args, protocol: dict, labelled: int, mode: str, seed: int, splits: d
         "dice": round(windowed["dice"], 4), "hd95_mm": round(windowed["hd95_mm"], 2),
         **{f"dice_{k}": round(v, 4) for k, v in windowed["dice_per_class"].items()},
         "dice_whole_slice": round(whole["dice"], 4), "hd95_mm_whole_slice": round(whole["hd95_mm"], 2),
+        "codebook_perplexity": round(windowed["codebook_perplexity"], 1), "codebook_fraction": round(windowed["codebook_fraction"], 4),
         "failures": windowed["failures"], "train_min": round(summary["elapsed_s"] / 60, 2), "resumed": resume,
         "s_per_iter_median": round(float(np.median(steps)), 4) if len(steps) else None,
         "coverage_curve": recorder.coverage_curve(),
@@ -242,6 +265,8 @@ def summary_table(runs: list[dict]) -> list[dict]:
                     "Dice per seed": " / ".join(f"{d:.4f}" for d in dice),
                     "Dice whole slice": round(statistics.fmean(r["dice_whole_slice"] for r in chosen), 4),
                     "HD95 (mm)": round(statistics.fmean(r["hd95_mm"] for r in chosen), 2),
+                    "code perplexity": round(statistics.fmean(r["codebook_perplexity"] for r in chosen), 1) if all(
+                        "codebook_perplexity" in r for r in chosen) else "",
                     "RV / Myo / LV": " / ".join(f"{statistics.fmean(r[f'dice_{c.id}'] for r in chosen):.3f}" for c in ACDC_CLASSES.classes),
                     "coverage at 1/4 / 1/2 / end": " / ".join(
                         f"{statistics.fmean(_at_fraction(c, f) for c in covered):.2f}" for f in (0.25, 0.5, 1.0)) if covered and mode != "supervised" else "",
@@ -257,7 +282,7 @@ def _at_fraction(curve: list[list[float]], fraction: float) -> float:
 
 
 def _key(run: dict) -> tuple:
-    return run["labelled_patients"], run["mode"], run["seed"], run.get("variant", "defaults")
+    return run["labelled_patients"], run["mode"], run["seed"], run["variant"]
 
 
 def main() -> int:
@@ -278,6 +303,7 @@ def main() -> int:
     parser.add_argument("--timing-rounds", type=int, default=5)
     parser.add_argument("--timing-steps", type=int, default=6, help="steps per mode per round")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--rescore", action="store_true", help="add code usage to recorded runs whose models are kept in --work")
     args = parser.parse_args()
     if not (args.data / "splits.json").is_file():
         print(f"no ACDC data at {args.data} (expected splits.json): pass --data", file=sys.stderr)
@@ -292,8 +318,10 @@ def main() -> int:
     previous = json.loads(result_path.read_text()) if result_path.is_file() else {}
     same_protocol = previous.get("protocol") == {**protocol, "spacing_mm": list(protocol["spacing_mm"])} and \
         previous.get("iterations_override") == args.iterations
-    runs = [r for r in previous.get("runs", []) if same_protocol]
-    timing = previous.get("timing") if same_protocol else None
+    # Runs without a variant were measured before the method's fidelity fixes: they are not kept.
+    current = same_protocol and "variants" in previous
+    runs = [r for r in previous.get("runs", []) if current and "variant" in r]
+    timing = previous.get("timing") if current else None
     splits = json.loads((args.data / "splits.json").read_text())
     command = "python benchmarks/acdc.py " + " ".join(sys.argv[1:])
 
@@ -303,7 +331,7 @@ def main() -> int:
             on_disk = json.loads(result_path.read_text())
             if on_disk.get("protocol") == json.loads(json.dumps(protocol)) and on_disk.get("iterations_override") == args.iterations:
                 mine = {_key(r) for r in runs}
-                runs.extend(r for r in on_disk.get("runs", []) if _key(r) not in mine)
+                runs.extend(r for r in on_disk.get("runs", []) if "variant" in r and _key(r) not in mine)
         runs.sort(key=lambda r: (r["labelled_patients"], list(VARIANTS).index(r["variant"]), MODES.index(r["mode"]), r["seed"]))
         meta = {"protocol": protocol, "iterations_override": args.iterations, "command": command, "runs": runs,
                 "timing": timing, "published": PUBLISHED,
@@ -316,6 +344,10 @@ def main() -> int:
         if timing and not ablation:
             write_report(f"{name}_timing", timing, {"protocol": protocol, "command": command}, args.out)
 
+    if args.rescore:
+        rescore_code_usage(args, runs, splits)
+        save()
+        return 0
     if args.timing_only or (not timing and not ablation):  # the ablation's runs share the main file's timing
         timing = time_modes(args, protocol, args.timing_rounds, args.timing_steps)
         save()
