@@ -12,7 +12,8 @@ and is recorded as 1 mm, so HD95 in mm is HD95 in voxels.
 Variants (`--variant`): "defaults" is the code as it ships. "baseline" restores the settings before
 the method's fidelity fixes (strong views clamped to [0, 1], constant EMA 0.99, no code-usage entropy
 loss, a fixed QPM temperature, unperturbed skips); "+range", "+ramp", "+entropy", "+kernel" and
-"+skips" each add one fix to it. `--ablation` runs the baseline and each single fix and writes
+"+skips" each add one fix to it; "authors-weights" is the defaults with the authors' code's loss
+weights (1/2 (5 L_sup + L_unsup) instead of the paper's L_sup + L_unsup). `--ablation` runs the baseline and each single fix and writes
 results/acdc_cpu_ablation.*. Each run records the teacher's confident pseudo-label coverage and QPM's
 effective candidates over iterations.
 
@@ -90,7 +91,7 @@ FIXES = {
     "+kernel": ({"qpm_candidates": 8.0}, {}),
     "+skips": ({"perturb_skips": True}, {}),
 }
-VARIANTS = {"defaults": ({}, {}), "baseline": BASELINE,
+VARIANTS = {"defaults": ({}, {}), "authors-weights": ({}, {"loss_weights": "authors"}), "baseline": BASELINE,
             **{name: ({**BASELINE[0], **fix[0]}, {**BASELINE[1], **fix[1]}) for name, fix in FIXES.items()}}
 COVERAGE_BIN = 50  # iterations per point of the coverage curve
 CHECKPOINT_EVERY = 100

@@ -226,3 +226,11 @@ def test_skip_perturbation_drops_skip_channels_when_asked(perturbation):
 
 def test_no_perturbation_leaves_the_skips_alone():
     assert dropped_channel_share("none", perturb_skips=True) == 0.0
+
+
+def test_loss_weight_presets_are_named_settings():
+    assert make_step().weights.labeled == 1.0 and make_step().weights.unlabeled == 1.0  # the paper's
+    authors = make_step(step_options={"loss_weights": "authors"}).weights
+    assert (authors.labeled, authors.unlabeled) == (2.5, 0.5)  # 1/2 (5 L_x + L_u)
+    with pytest.raises(ValueError, match="loss_weights"):
+        make_step(step_options={"loss_weights": "mine"})

@@ -76,6 +76,7 @@ class SemiSupervisedStep:
         config: VQSegConfig | None = None,
         *,
         weights: LossWeights | None = None,
+        loss_weights: str = "paper",  # the preset when `weights` is None: "paper" (1, 1) | "authors" (2.5, 0.5)
         foundation: FoundationModel | None = None,
         confidence_threshold: float = PSEUDO_LABEL_THRESHOLD,
         unlabeled_dice: float = 0.0,  # 0 = the authors' CE-only L_unsup; w > 0: (CE + w Dice) / (1 + w)
@@ -94,7 +95,9 @@ class SemiSupervisedStep:
     ) -> None:
         self.student, self.teacher, self.optimiser = student, teacher, optimiser
         self.config = config or student.config
-        self.weights = (weights or LossWeights()).resolved(self.config)
+        if loss_weights not in LOSS_WEIGHT_PRESETS:
+            raise ValueError(f"loss_weights must be one of {', '.join(LOSS_WEIGHT_PRESETS)}, got {loss_weights!r}")
+        self.weights = (weights or LOSS_WEIGHT_PRESETS[loss_weights]()).resolved(self.config)
         self.foundation = foundation
         if self.weights.pfa and foundation is not None and getattr(student, "pfa_adapter", None) is None:
             raise ValueError("a foundation model was given but the model has no PFA adapter (config.pfa_model)")
@@ -218,6 +221,10 @@ class SemiSupervisedStep:
             return nullcontext()
         device = next(self.student.parameters()).device.type
         return torch.autocast(device_type=device, dtype=self.autocast_dtype)
+
+
+# Named presets of the loss weights, so a run's settings (numbers and strings) can choose one.
+LOSS_WEIGHT_PRESETS = {"paper": LossWeights, "authors": LossWeights.authors_code}
 
 
 def strong_cutmix_views(
