@@ -5,7 +5,8 @@ trained model folders), every 4th code (at most 256 codes) is a source; for each
 the mean over sources of exp(entropy) of its replacement distribution (the number of codes a swap
 really chooses among: K - 1 uniform, 1 nearest-neighbour) and the mass it puts on the source's 8
 nearest codes. Kernels: the fixed exp(-d / (median pairwise distance * T)) at several T, and the
-calibrated kernel the models use (`qpm_candidates`).
+calibrated kernel the models use (`qpm_candidates`). It also times `perturb_codes` with each kernel
+on the initial codebooks (16 x 256 tokens, epsilon 0.7, the device's default path; median of 5).
 
     .venv/bin/python benchmarks/qpm_kernel.py --models Resources/Models/lung-lesion /tmp/vqseg-acdc/cpu_3_qpm_0_baseline/last
 """
@@ -13,7 +14,9 @@ calibrated kernel the models use (`qpm_candidates`).
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -22,7 +25,7 @@ import torch  # noqa: E402
 
 from benchmarks.report import write_report  # noqa: E402
 from VQSegCore.model import VQSegConfig, build_model, load_model  # noqa: E402
-from VQSegCore.model.qpm import kernel_logits, median_pairwise_distance  # noqa: E402
+from VQSegCore.model.qpm import kernel_logits, median_pairwise_distance, perturb_codes  # noqa: E402
 from VQSegCore.model.quantizer import squared_distances  # noqa: E402
 
 TEMPERATURES = (1.0, 0.3, 0.1, 0.03)
@@ -38,6 +41,17 @@ def kernel_summary(codes: torch.Tensor, sources: torch.Tensor, *, candidates: fl
     distances[torch.arange(sources.numel()), sources] = float("inf")
     nearest = distances.topk(NEAREST, dim=1, largest=False).indices
     return float(entropy.exp().mean()), float(probabilities.gather(1, nearest).sum(dim=1).mean())
+
+
+def step_ms(codes: torch.Tensor, *, candidates: float = 0.0, temperature: float = 1.0, repeats: int = 5) -> float:
+    """Median milliseconds of one QPM call on 16 x 256 tokens drawn uniformly over the codebook, epsilon 0.7."""
+    indices = torch.randint(codes.shape[0], (16, 256), generator=torch.Generator().manual_seed(0))
+    times = []
+    for seed in range(repeats + 1):
+        started = time.perf_counter()
+        perturb_codes(indices, codes, 0.7, temperature, candidates=candidates, generator=torch.Generator().manual_seed(seed))
+        times.append(time.perf_counter() - started)
+    return 1000 * statistics.median(times[1:])
 
 
 def codebooks(model_dirs: list[Path]) -> list[tuple[str, torch.Tensor]]:
@@ -65,8 +79,10 @@ def main() -> int:
         kernels.append((f"calibrated, {args.candidates:g} candidates", dict(candidates=args.candidates)))
         for kernel, options in kernels:
             width, near = kernel_summary(codes.float(), sources, **options)
+            timed = name.startswith("initial") and (options.get("candidates") or options.get("temperature") == 0.1)
             rows.append({"codebook": name, "K": size, "kernel": kernel, "effective candidates": round(width, 1),
-                         f"mass on {NEAREST} nearest": round(near, 3)})
+                         f"mass on {NEAREST} nearest": round(near, 3),
+                         "ms per call": round(step_ms(codes.float(), **options), 1) if timed else ""})
             print(rows[-1], flush=True)
     write_report("qpm_kernel", rows, {"command": "python benchmarks/qpm_kernel.py " + " ".join(sys.argv[1:]),
                                       "sources": "every 4th code, at most 256 per codebook"})
