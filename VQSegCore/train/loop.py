@@ -420,7 +420,8 @@ def ood_reference(model, cases: list[PreparedCase], config: VQSegConfig, device:
     """Code usage of (up to 24) training volumes: the card's OOD reference (VQSegCore.infer.ood).
 
     CT volumes are cut to the body's in-plane box first, as inference crops to the lungs or body:
-    the reference must count the tokens inference will see, not the air around the patient.
+    the reference must count the tokens inference will see, not the air around the patient. The
+    engine runs in the model's own inference windows, so it counts tokens as inference counts them.
     """
     from VQSegCore.infer.engine import SliceEngine
     from VQSegCore.infer.ood import reference_from_volumes
