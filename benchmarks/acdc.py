@@ -12,8 +12,9 @@ and is recorded as 1 mm, so HD95 in mm is HD95 in voxels.
 Variants (`--variant`): "defaults" is the code as it ships. "baseline" restores the settings before
 the method's fidelity fixes (strong views clamped to [0, 1], constant EMA 0.99, no code-usage entropy
 loss, a fixed QPM temperature, unperturbed skips); "+range", "+ramp", "+entropy", "+kernel" and
-"+skips" each add one fix to it; "authors-weights" is the defaults with the authors' code's loss
-weights (1/2 (5 L_sup + L_unsup) instead of the paper's L_sup + L_unsup). `--ablation` runs the baseline and each single fix and writes
+"+skips" each add one fix to it (the baseline keeps the paper's loss weights, L_sup + L_unsup);
+"paper-weights" is the defaults with the paper's loss weights instead of the authors' code's
+1/2 (5 L_sup + L_unsup). `--ablation` runs the baseline and each single fix and writes
 results/acdc_cpu_ablation.*. Each run records the teacher's confident pseudo-label coverage and QPM's
 effective candidates over iterations.
 
@@ -83,7 +84,7 @@ PROTOCOLS = {
 PUBLISHED = {3: {"authors_run": 0.892, "paper": 0.9057}, 7: {"authors_run": 0.904, "paper": 0.9103}}
 # (model config fields, SemiSupervisedStep options) of each variant, on top of the protocol's settings.
 BASELINE = ({"entropy_loss_weight": 0.0, "qpm_candidates": 0.0, "perturb_skips": False},
-            {"strong_range": "unit", "ema_ramp": False})
+            {"strong_range": "unit", "ema_ramp": False, "loss_weights": "paper"})
 FIXES = {
     "+range": ({}, {"strong_range": "sample"}),
     "+ramp": ({}, {"ema_ramp": True}),
@@ -91,7 +92,7 @@ FIXES = {
     "+kernel": ({"qpm_candidates": 8.0}, {}),
     "+skips": ({"perturb_skips": True}, {}),
 }
-VARIANTS = {"defaults": ({}, {}), "authors-weights": ({}, {"loss_weights": "authors"}), "baseline": BASELINE,
+VARIANTS = {"defaults": ({}, {}), "paper-weights": ({}, {"loss_weights": "paper"}), "baseline": BASELINE,
             **{name: ({**BASELINE[0], **fix[0]}, {**BASELINE[1], **fix[1]}) for name, fix in FIXES.items()}}
 COVERAGE_BIN = 50  # iterations per point of the coverage curve
 CHECKPOINT_EVERY = 100

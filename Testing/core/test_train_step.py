@@ -229,8 +229,9 @@ def test_no_perturbation_leaves_the_skips_alone():
 
 
 def test_loss_weight_presets_are_named_settings():
-    assert make_step().weights.labeled == 1.0 and make_step().weights.unlabeled == 1.0  # the paper's
-    authors = make_step(step_options={"loss_weights": "authors"}).weights
-    assert (authors.labeled, authors.unlabeled) == (2.5, 0.5)  # 1/2 (5 L_x + L_u)
+    authors = make_step().weights
+    assert (authors.labeled, authors.unlabeled) == (2.5, 0.5)  # the default: 1/2 (5 L_x + L_u)
+    paper = make_step(step_options={"loss_weights": "paper"}).weights
+    assert (paper.labeled, paper.unlabeled) == (1.0, 1.0)
     with pytest.raises(ValueError, match="loss_weights"):
         make_step(step_options={"loss_weights": "mine"})
