@@ -21,7 +21,8 @@ effective candidates over iterations.
 Protocols:
     cpu   (default) in-plane 2 mm (the 1 mm volumes halved: ~128x108 slices), 64x64 crops,
           U-Net width 16, depth 3 (8x8 tokens per crop), K = 1024, batch 8 labelled + 8 unlabelled,
-          AdamW lr 1e-3 with poly decay, 800 iterations; one run is ~10 min on a 2-core CPU.
+          AdamW lr 1e-3 with poly decay, 800 iterations; a run takes 11-19 min with one thread,
+          two side by side on a 2-core CPU.
     gpu   the SSL4MIS setting: 1 mm, 256x256 crops, batch 12 + 12, SGD lr 0.01, 30000 iterations.
 
 Per-iteration cost is measured in a separate timing phase that interleaves the modes in rounds

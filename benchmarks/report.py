@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sys
 import time
@@ -32,10 +33,17 @@ def write_report(name: str, rows: list[dict], meta: dict, out_dir: Path | None =
     folder.mkdir(parents=True, exist_ok=True)
     payload = {"benchmark": name, "date": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": machine_summary(), **meta, "rows": rows}
     json_path = folder / f"{name}.json"
-    json_path.write_text(json.dumps(payload, indent=2) + "\n")
+    _replace(json_path, json.dumps(payload, indent=2) + "\n")
     md_path = folder / f"{name}.md"
-    md_path.write_text(markdown_table(rows) + "\n")
+    _replace(md_path, markdown_table(rows) + "\n")
     return json_path, md_path
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write then rename: a benchmark running beside another never reads a half-written file."""
+    temp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    temp.write_text(text)
+    os.replace(temp, path)
 
 
 def markdown_table(rows: list[dict]) -> str:
