@@ -13,8 +13,6 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def machine_summary() -> dict:
-    import os
-
     import torch
 
     return {
