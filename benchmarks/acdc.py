@@ -123,20 +123,24 @@ def model_config(protocol: dict, mode: str, variant: str = "defaults") -> VQSegC
     )
 
 
-def evaluate_model(model_dir: Path, data: Path, volumes: list[str], device: str, window: int | None = None) -> dict:
-    """Scores of a model folder on `volumes`; `window` None: the model's own inference window, 0: whole slices."""
+def evaluate_model(model_dir: Path, data: Path, volumes: list[str], device: str, windows: tuple = (None,)) -> list[dict]:
+    """Scores of a model folder on `volumes`, one dict per inference window in `windows` (None: the
+    model's own window, 0: whole slices); the model and each volume are read once."""
     model, card = load_model(model_dir)
-    per_volume = {}
-    codes = CodeStatistics.empty(model.quantizer.codebook_size)
+    per_volume = [{} for _ in windows]
+    codes = [CodeStatistics.empty(model.quantizer.codebook_size) for _ in windows]
     for volume in volumes:
         image = sitk.ReadImage(str(data / "imagesVal" / f"{volume}.nii.gz"))
-        label = sitk.ReadImage(str(data / "labelsVal" / f"{volume}.nii.gz"))
-        request = SegmentRequest(device=device, crop="none", window=window)
-        result = segment_volume(model, card, image, request)
-        prediction = result.labels
-        codes.merge(result.codes)
-        scores = image_metrics(prediction, sitk.Cast(label, sitk.sitkUInt8), ACDC_CLASSES)
-        per_volume[volume] = {name: {"dice": m.dice, "hd95": m.hd95_mm, "status": m.status} for name, m in scores.items()}
+        label = sitk.Cast(sitk.ReadImage(str(data / "labelsVal" / f"{volume}.nii.gz")), sitk.sitkUInt8)
+        for k, window in enumerate(windows):
+            result = segment_volume(model, card, image, SegmentRequest(device=device, crop="none", window=window))
+            codes[k].merge(result.codes)
+            scores = image_metrics(result.labels, label, ACDC_CLASSES)
+            per_volume[k][volume] = {name: {"dice": m.dice, "hd95": m.hd95_mm, "status": m.status} for name, m in scores.items()}
+    return [_summary(v, c) for v, c in zip(per_volume, codes)]
+
+
+def _summary(per_volume: dict, codes: CodeStatistics) -> dict:
     dice = [float(np.mean([c["dice"] for c in v.values()])) for v in per_volume.values()]
     hd95 = [float(np.nanmean([c["hd95"] for c in v.values()])) for v in per_volume.values()]
     per_class = {c.id: float(np.mean([v[c.id]["dice"] for v in per_volume.values()])) for c in ACDC_CLASSES.classes}
@@ -184,7 +188,7 @@ def rescore_code_usage(args, runs: list[dict], splits: dict) -> None:
     for run in runs:
         last = run_folder(args, run["labelled_patients"], run["mode"], run["seed"], run["variant"]) / "last"
         if "codebook_perplexity" not in run and last.is_dir():
-            scores = evaluate_model(last, args.data, splits["val_volumes"], args.device)
+            (scores,) = evaluate_model(last, args.data, splits["val_volumes"], args.device)
             assert round(scores["dice"], 4) == run["dice"], f"{last} is not the model of this row"
             run.update(codebook_perplexity=round(scores["codebook_perplexity"], 1),
                        codebook_fraction=round(scores["codebook_fraction"], 4))
@@ -204,8 +208,7 @@ def run_one(args, protocol: dict, labelled: int, mode: str, seed: int, splits: d
         validate_every=COVERAGE_BIN, checkpoint_every=CHECKPOINT_EVERY, reporter=recorder, cache_dir=args.work / "cache",
         step_options=VARIANTS[variant][1], resume=resume,
     )
-    windowed = evaluate_model(work / "last", args.data, splits["val_volumes"], args.device)
-    whole = evaluate_model(work / "last", args.data, splits["val_volumes"], args.device, window=0)
+    windowed, whole = evaluate_model(work / "last", args.data, splits["val_volumes"], args.device, windows=(None, 0))
     steps = np.diff(recorder.stamps[10:]) if len(recorder.stamps) > 12 else np.diff(recorder.stamps)
     return {
         "labelled_patients": labelled, "mode": mode, "seed": seed, "variant": variant, "iterations": summary["iterations"],
