@@ -30,6 +30,7 @@ _USER_FIXABLE = {
     errno.ENOTDIR: ("a part of the path is not a folder", "fix the output path"),
     errno.EISDIR: ("the path is a folder", "give a file name, not a folder"),
 }
+_CHECK_THE_DISK = "check the disk's free space, or choose another output folder"
 
 
 def full_suffix(path: Path) -> str:
@@ -42,7 +43,8 @@ def full_suffix(path: Path) -> str:
 
 def output_error(path: Path, error: OSError) -> InputError:
     """Turn an OS error on an output path into a clear InputError (exit 2)."""
-    problem, hint = _USER_FIXABLE.get(error.errno or -1, (error.strerror or str(error), "check the output path"))
+    fallback = _CHECK_THE_DISK if error.errno == errno.EIO else "check the output path"
+    problem, hint = _USER_FIXABLE.get(error.errno or -1, (error.strerror or str(error), fallback))
     return InputError(f"cannot write {path}: {problem}", hint)
 
 

@@ -197,6 +197,16 @@ def to_model_grid(image: sitk.Image, preprocessing: PreprocessingConfig, *, anti
     )
 
 
+def model_grid_size(original: Geometry, spacing_mm) -> tuple[int, int, int]:
+    """(x, y, z) voxels of the grid `to_model_grid` makes from an image of this geometry, without
+    reading any voxel: what memory estimates must use, since resampling can multiply the voxel count."""
+    permutation = _axis_permutation(original.direction)
+    if permutation is None:
+        return tuple(_oblique_model_grid(original, spacing_mm).size)
+    _, _, canonical = _canonical(original, permutation)
+    return tuple(_model_grid_in_plane(canonical, spacing_mm)[0].size)
+
+
 def label_to_model_grid(label: sitk.Image, grid: ModelGridVolume) -> np.ndarray:
     """A label map on the original image's grid → [z, H, W] on `grid` (nearest neighbour), for training."""
     if Geometry.of(label).differences(grid.original, tolerance=GEOMETRY_TOLERANCE_MM):

@@ -14,7 +14,8 @@ the method's fidelity fixes (strong views clamped to [0, 1], constant EMA 0.99, 
 loss, a fixed QPM temperature, unperturbed skips); "+range", "+ramp", "+entropy", "+kernel" and
 "+skips" each add one fix to it (the baseline keeps the paper's loss weights, L_sup + L_unsup);
 "paper-weights" is the defaults with the paper's loss weights instead of the authors' code's
-1/2 (5 L_sup + L_unsup). `--ablation` runs the baseline and each single fix and writes
+1/2 (5 L_sup + L_unsup); "defaults+skips" is the defaults with skip perturbation on, to rank
+qpm against dropout with every level perturbed. `--ablation` runs the baseline and each single fix and writes
 results/acdc_cpu_ablation.*. Each run records the teacher's confident pseudo-label coverage and QPM's
 effective candidates over iterations.
 
@@ -93,7 +94,9 @@ FIXES = {
     "+kernel": ({"qpm_candidates": 8.0}, {}),
     "+skips": ({"perturb_skips": True}, {}),
 }
-VARIANTS = {"defaults": ({}, {}), "paper-weights": ({}, {"loss_weights": "paper"}), "baseline": BASELINE,
+VARIANTS = {"defaults": ({}, {}), "paper-weights": ({}, {"loss_weights": "paper"}),
+            # skip perturbation is off by default: this measures it against the defaults, for qpm and dropout alike
+            "defaults+skips": ({"perturb_skips": True}, {}), "baseline": BASELINE,
             **{name: ({**BASELINE[0], **fix[0]}, {**BASELINE[1], **fix[1]}) for name, fix in FIXES.items()}}
 COVERAGE_BIN = 50  # iterations per point of the coverage curve
 CHECKPOINT_EVERY = 100

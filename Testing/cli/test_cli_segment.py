@@ -107,7 +107,7 @@ def test_ood_warning_is_reported_plainly(cli, tmp_path, model_dir, suspicious_mo
 
 @pytest.mark.parametrize("extra, message", [
     (["--roi-lps", "900", "900", "900", "950", "950", "950"], "outside the image"),
-    (["--max-memory-gb", "0.0001"], "GB"),
+    (["--max-memory-gb", "0.00001"], "GB"),
     (["--batch-size", "0"], "batch-size"),
     (["--window", "6"], "inference window"),
 ])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -14,7 +16,9 @@ from VQSegCore.infer.body import body_box, crop_box, lung_box, lung_plane_boxes
 from VQSegCore.infer.engine import normalised_entropy, resolve_precision
 from VQSegCore.infer.postprocess import remove_small_components
 from VQSegCore.model import VQSegConfig, build_model
+from VQSegCore.io import Geometry
 from VQSegCore.model.config import PreprocessingConfig
+from VQSegCore.preprocess import model_grid_size, to_model_grid
 from VQSegCore.synth import PhantomSpec, make_chest_ct
 
 SMALL = VQSegConfig(unet_base_width=4, unet_depth=2, codebook_size=16, preprocessing=PreprocessingConfig(spacing_mm=(2.0, 2.0)))
@@ -160,6 +164,22 @@ def test_memory_bound_refuses_before_any_work(model):
     image = make_image(GEOMETRIES["identity"], size=(64, 64, 32))
     with pytest.raises(InputError, match="GB"):
         segment_volume(model, {}, image, SegmentRequest(memory_limit_gb=0.001, device="cpu"))
+
+
+def test_memory_estimate_counts_the_upsampling_to_the_model_grid(model):
+    """A coarse volume is upsampled to the model's spacing (here ~13x per in-plane axis): the estimate must see it."""
+    image = make_image(dict(spacing=(19.5, 19.5, 19.5), origin=(0.0, 0.0, 0.0), direction=np.eye(3)), size=(64, 64, 8))
+    spacing = model.config.preprocessing.spacing_mm
+    assert model_grid_size(Geometry.of(image), spacing)[:2] == tuple(math.ceil(64 * 19.5 / s - 1e-6) for s in spacing)
+    with pytest.raises(InputError, match=r"needs about 0\.\d GB, above the 0\.05 GB"):
+        segment_volume(model, {}, image, SegmentRequest(memory_limit_gb=0.05, device="cpu", crop="none"))
+
+
+def test_model_grid_size_matches_the_grid_to_model_grid_makes():
+    preprocessing = PreprocessingConfig(spacing_mm=(0.8, 1.1))
+    for name, geometry in GEOMETRIES.items():
+        image = make_image(geometry, size=(13, 9, 5))
+        assert model_grid_size(Geometry.of(image), preprocessing.spacing_mm) == to_model_grid(image, preprocessing).model.size, name
 
 
 def test_vector_image_does_not_fit_the_model(model):

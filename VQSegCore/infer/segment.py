@@ -30,7 +30,9 @@ from VQSegCore.infer.engine import SliceEngine, resolve_window
 from VQSegCore.infer.ood import CodeStatistics, OodScore, ood_score
 from VQSegCore.infer.postprocess import remove_small_components
 from VQSegCore.infer.roi import IndexBox, RoiRequest
-from VQSegCore.preprocess import AXIS_TOLERANCE, intensity_transform, probabilities_to_label, scalar_to_original, to_model_grid
+from VQSegCore.io.geometry import Geometry
+from VQSegCore.preprocess import (AXIS_TOLERANCE, intensity_transform, model_grid_size, probabilities_to_label, scalar_to_original,
+                                  to_model_grid)
 
 DEFAULT_SLAB_SLICES = 48
 DEFAULT_MEMORY_LIMIT_GB = 8.0
@@ -114,7 +116,7 @@ def segment_volume(model, card: dict, image: sitk.Image, request: SegmentRequest
     lungs = lung_mask(image) if wants_lungs else None  # found once, used for the box and the slab fields
     region, source = _region(image, request, config.preprocessing.modality, lungs)
     slab_ranges = _slabs(image, region, request.slab_slices)
-    _check_memory(image, region, slab_ranges, config.num_classes, request)
+    _check_memory(image, region, slab_ranges, config, request)
     # Lungs narrow towards apex and base: each slab gets the in-plane box of the lungs near it.
     plane_boxes = lung_plane_boxes(image, region, slab_ranges, lungs=lungs) if source == "lungs" and len(slab_ranges) > 1 else None
     watch.add("crop", started)
@@ -228,9 +230,14 @@ def _slabs(image: sitk.Image, region: IndexBox, slab_slices: int) -> list[tuple[
     return [(start, min(depth, start + slab_slices)) for start in range(0, depth, slab_slices)]
 
 
-def _check_memory(image: sitk.Image, region: IndexBox, slabs: list[tuple[int, int]], num_classes: int, request: SegmentRequest) -> None:
-    largest = max(stop - start for start, stop in slabs)
-    slab_voxels = region.size[0] * region.size[1] * largest * 4  # model grid can be finer than the input: allow 2x per axis
+def _check_memory(image: sitk.Image, region: IndexBox, slabs: list[tuple[int, int]], config, request: SegmentRequest) -> None:
+    num_classes = config.num_classes
+    largest = max(stop - start for start, stop in slabs) + 2 * config.preprocessing.context_slices
+    slab = Geometry(size=(region.size[0], region.size[1], min(largest, region.size[2])), spacing=tuple(image.GetSpacing()),
+                    origin=(0.0, 0.0, 0.0), direction=tuple(image.GetDirection()))
+    # Resampling to the model's spacing can multiply the voxels (coarse input) or divide them; the
+    # slab's own voxels are held as float32 meanwhile, so never count fewer than those.
+    slab_voxels = max(int(np.prod(model_grid_size(slab, config.preprocessing.spacing_mm), dtype=np.int64)), int(np.prod(slab.size)))
     region_outputs = region.voxels * (1 + 4 * bool(request.uncertainty) + 4 * (num_classes - 1) * request.probabilities)
     full_outputs = int(np.prod(image.GetSize())) * (1 + 4 * bool(request.uncertainty) + 4 * (num_classes - 1) * request.probabilities)
     needed = slab_voxels * SLAB_BYTES_PER_VOXEL_PER_CLASS * num_classes + region_outputs + full_outputs
@@ -239,7 +246,7 @@ def _check_memory(image: sitk.Image, region: IndexBox, slabs: list[tuple[int, in
         raise InputError(
             f"segmenting this volume needs about {needed / 1024**3:.1f} GB, above the {request.memory_limit_gb:g} GB limit "
             f"(size {image.GetSize()}, region {region.size}, {len(slabs)} slab(s))",
-            "give an --roi around the lesion, use fewer --slab-slices, or raise --max-memory-gb",
+            "give an --roi around the lesion, or raise --max-memory-gb",
         )
 
 

@@ -61,6 +61,27 @@ def ijk_to_lps(image: sitk.Image) -> np.ndarray:
 # Geometry read from NIfTI passes through float32 header fields: allow that much, nothing more.
 GEOMETRY_TOLERANCE_MM = 1e-4
 
+# Voxel spacing a medical image can plausibly have (a micro-CT's 0.05 mm to a 20 mm scout). Outside it
+# a header is broken, and the model grid would need an absurd amount of memory or time.
+MIN_SPACING_MM = 0.05
+MAX_SPACING_MM = 20.0
+# How far D^T D may differ from the identity: float32 header round-trips stay far below it.
+ORTHONORMAL_TOLERANCE = 1e-3
+
+
+def geometry_problems(image: sitk.Image) -> list[str]:
+    """What makes this image's geometry unusable: spacing outside MIN..MAX_SPACING_MM (or not a
+    number), or a direction matrix that is not orthonormal. Empty when the geometry is sound."""
+    found = []
+    spacing = np.asarray(image.GetSpacing(), dtype=float)
+    if not np.all(np.isfinite(spacing)) or spacing.min() < MIN_SPACING_MM or spacing.max() > MAX_SPACING_MM:
+        found.append(f"voxel spacing {_fmt(spacing)} mm lies outside {MIN_SPACING_MM:g}–{MAX_SPACING_MM:g} mm")
+    dimension = image.GetDimension()
+    direction = np.asarray(image.GetDirection(), dtype=float).reshape(dimension, dimension)
+    if not np.all(np.isfinite(direction)) or np.abs(direction.T @ direction - np.eye(dimension)).max() > ORTHONORMAL_TOLERANCE:
+        found.append(f"the direction matrix {_fmt(direction.ravel())} is not orthonormal (its axes are not unit length and perpendicular)")
+    return found
+
 
 _LABEL_ON_IMAGE_HINT = "resample the label map onto the image grid (e.g. in Slicer: export the segmentation with the image as reference)"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 import struct
 import zlib
 from pathlib import Path
@@ -34,6 +35,42 @@ def nifti_problem(path: Path) -> str | None:
         return f"the compressed data is damaged ({error})"
     if actual < expected:
         return f"expected {expected} bytes of header and voxel data, found {actual}"
+    return None
+
+
+def nifti_header_problem(path: Path) -> str | None:
+    """What ITK would silently paper over in a NIfTI header: a spatial axis of length 0 (read as one
+    voxel) or a spacing (pixdim) of 0, negative zero or not a number (read as 1 mm). None if sound."""
+    compressed = path.name.lower().endswith(".gz")
+    if compressed and not _starts_with(path, _GZIP_MAGIC):
+        return None
+    try:
+        with (gzip.open if compressed else open)(path, "rb") as stream:
+            header = stream.read(540)
+    except (EOFError, OSError, zlib.error):
+        return None  # nifti_problem reports damaged data
+    fields = _dims_and_pixdim(header)
+    if fields is None:
+        return None
+    dims, pixdim = fields
+    rank = min(int(dims[0]), 3)
+    axes = "xyz"
+    for axis in range(rank):
+        if int(dims[axis + 1]) <= 0:
+            return f"the header gives axis {axes[axis]} a length of {int(dims[axis + 1])} voxels (dim[{axis + 1}])"
+    spacing = [float(pixdim[axis + 1]) for axis in range(rank)]
+    if any(not math.isfinite(s) or s == 0 for s in spacing):
+        shown = ", ".join(f"{s:g}" for s in spacing)
+        return f"the header's voxel spacing (pixdim) is ({shown}): 0 or not a number, which readers silently turn into 1 mm"
+    return None
+
+
+def _dims_and_pixdim(header: bytes) -> tuple[tuple, tuple] | None:
+    for endian in "<>":
+        if len(header) >= 348 and struct.unpack(endian + "i", header[:4])[0] == 348:
+            return struct.unpack(endian + "8h", header[40:56]), struct.unpack(endian + "8f", header[76:108])
+        if len(header) >= 540 and struct.unpack(endian + "i", header[:4])[0] == 540:
+            return struct.unpack(endian + "8q", header[16:80]), struct.unpack(endian + "8d", header[104:168])
     return None
 
 

@@ -10,8 +10,8 @@ import SimpleITK as sitk
 
 from VQSegCore.errors import InputError
 from VQSegCore.io.dicom import DicomSeries, find_series, read_series, series_containing
-from VQSegCore.io.geometry import assert_same_geometry
-from VQSegCore.io.nifti_check import nifti_problem
+from VQSegCore.io.geometry import assert_same_geometry, geometry_problems
+from VQSegCore.io.nifti_check import nifti_header_problem, nifti_problem
 
 SUPPORTED_INPUTS = "NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr, .seg.nrrd), MetaImage (.mha, .mhd) or a DICOM series folder"
 
@@ -31,8 +31,12 @@ class Volume:
     notes: list[str] = field(default_factory=list)  # things the user should be told (e.g. which series)
 
 
-def read_volume(path: str | os.PathLike) -> Volume:
-    """Read a 3D scalar image from a file or a DICOM folder; raise InputError on anything unusable."""
+def read_volume(path: str | os.PathLike, *, check_geometry: bool = True) -> Volume:
+    """Read a 3D scalar image from a file or a DICOM folder; raise InputError on anything unusable.
+
+    `check_geometry=False` (for `vqseg inspect`) reads an image whose spacing or direction is
+    implausible, so that it can be shown; every command that computes on an image keeps the check.
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder", "check the path")
@@ -41,8 +45,11 @@ def read_volume(path: str | os.PathLike) -> Volume:
     elif path.suffix.lower() == ".dcm":
         volume = _read_dicom_file(path)
     else:
-        volume = Volume(_read_file(path), path)
+        volume = Volume(_read_file(path, check_geometry), path)
     _check_is_3d_scalar(volume.image, path)
+    if check_geometry and (problems := geometry_problems(volume.image)):
+        raise InputError(f"{path}: {'; '.join(problems)}",
+                         "fix the image header (spacing and direction) in the program that wrote it, or re-export the image")
     return volume
 
 
@@ -65,13 +72,16 @@ def read_label_map(
     return image
 
 
-def _read_file(path: Path) -> sitk.Image:
+def _read_file(path: Path, check_geometry: bool = True) -> sitk.Image:
     if not os.access(path, os.R_OK):
         raise InputError(f"{path}: permission denied", "make the file readable")
     if path.stat().st_size == 0:
         raise InputError(f"{path}: the file is empty", "re-export or copy the image again")
     if path.name.lower().endswith((".nii", ".nii.gz")) and (problem := nifti_problem(path)):
         raise InputError(f"{path}: the file is truncated or corrupt: {problem}", "re-export or copy the image again")
+    # ITK reads a NIfTI spacing (pixdim) of 0 or NaN as 1 mm, and a zero-length axis as one voxel: look first.
+    if check_geometry and path.name.lower().endswith((".nii", ".nii.gz")) and (problem := nifti_header_problem(path)):
+        raise InputError(f"{path}: {problem}", "fix the image header (dim and pixdim) in the program that wrote it, or re-export the image")
     try:
         reader = sitk.ImageFileReader()
         reader.SetFileName(str(path))

@@ -1,8 +1,16 @@
-"""Write label maps and images atomically, on exactly the reference image's geometry."""
+"""Write label maps and images atomically, on exactly the reference image's geometry.
+
+Every file SimpleITK writes is read back and compared before it is renamed into place: ITK's NIfTI
+writer does not report a full disk (it leaves a 0-byte file or a truncated gzip stream and returns),
+so only a read-back tells a whole file from a broken one.
+"""
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +70,7 @@ def write_label_map(
         if suffix == ".seg.nrrd":
             write_seg_nrrd(image, temp, classes or _classes_for_values(image))
         else:
-            sitk.WriteImage(image, str(temp), useCompression=suffix != ".nii")
+            write_verified(image, temp, compress=suffix != ".nii")
     return path
 
 
@@ -72,8 +80,42 @@ def write_image(image: sitk.Image, path: str | os.PathLike) -> Path:
     suffix = output_format(path, "image")
     check_writable_folder(path)
     with atomic_output(path) as temp:
-        sitk.WriteImage(image, str(temp), useCompression=suffix != ".nii")
+        write_verified(image, temp, compress=suffix != ".nii")
     return path
+
+
+def write_verified(image: sitk.Image, path: Path, compress: bool) -> None:
+    """sitk.WriteImage, then read the file back: OSError (ENOSPC when the disk is full) unless it holds `image` exactly."""
+    try:
+        sitk.WriteImage(image, str(path), useCompression=compress)
+    except RuntimeError as problem:  # ITK reports some write failures (e.g. MetaImage) as exceptions
+        raise _write_failure(path, f"the image writer failed: {str(problem).strip().splitlines()[-1]}") from problem
+    expected = _pixel_digest(image)
+    try:
+        written = sitk.ReadImage(str(path))
+    except RuntimeError:
+        raise _write_failure(path, "the written file does not read back") from None
+    same = written.GetSize() == image.GetSize() and written.GetNumberOfComponentsPerPixel() == image.GetNumberOfComponentsPerPixel() \
+        and _pixel_digest(written) == expected
+    del written
+    if not same:
+        raise _write_failure(path, "the written file does not read back whole")
+
+
+def _pixel_digest(image: sitk.Image) -> str:
+    return hashlib.blake2b(np.ascontiguousarray(sitk.GetArrayViewFromImage(image)).data, digest_size=16).hexdigest()
+
+
+def _write_failure(path: Path, what: str) -> OSError:
+    """ENOSPC when the file system has (almost) no room left, else EIO naming what went wrong."""
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        free = None
+    if free is not None and free < 1 << 20:
+        return OSError(errno.ENOSPC, "No space left on device", str(path))
+    room = f"; {free / 2**20:.1f} MiB free" if free is not None else ""
+    return OSError(errno.EIO, f"{what}{room}", str(path))
 
 
 def _classes_for_values(image: sitk.Image) -> ClassTable:

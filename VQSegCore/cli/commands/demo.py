@@ -36,6 +36,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace, context) -> dict:
     from VQSegCore.demo import DemoSettings, run_demo
+    from VQSegCore.output_guard import check_outputs
 
     if not 0.2 <= args.minutes <= 60:
         raise InputError(f"--minutes {args.minutes}: give 0.2 to 60 minutes", "e.g. --minutes 2.5")
@@ -43,6 +44,7 @@ def run(args: argparse.Namespace, context) -> dict:
         raise InputError(f"--unlabelled {args.unlabelled}: give 0 to 20", "e.g. --unlabelled 4")
     if args.lr is not None and not 0 < args.lr < 1:
         raise InputError(f"--lr must be in (0, 1), got {args.lr}", "e.g. --lr 1e-4")
+    check_outputs([args.out])
     if (args.out / "home").exists():
         raise InputError(f"{args.out} already holds a demo", "remove it or give another --out")
     try:

@@ -24,6 +24,7 @@ from VQSegCore.atomic import check_writable_folder, write_text_atomic
 from VQSegCore.classes import LUNG_TUMOUR, ClassTable
 from VQSegCore.dataset_spec import SPLITS, DatasetSpec, class_table_from_json
 from VQSegCore.errors import InputError
+from VQSegCore.output_guard import check_outputs
 
 PREDICTION_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".seg.nrrd", ".mha")
 _USAGE = "use either --prediction P --label L, or --dataset spec.json --predictions DIR"
@@ -150,6 +151,7 @@ def _checked_out_folder(folder: Path | None) -> Path | None:
         return None
     if folder.exists() and not folder.is_dir():
         raise InputError(f"cannot write to {folder}: it is a file, not a folder", "give a folder for --out")
+    check_outputs([folder / "metrics.json", folder / "metrics.md"])
     check_writable_folder(folder / "metrics.json" if folder.is_dir() else folder)
     return folder
 

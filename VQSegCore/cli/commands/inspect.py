@@ -9,6 +9,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from VQSegCore.io import Geometry, read_volume
+from VQSegCore.io.geometry import geometry_problems
+from VQSegCore.io.nifti_check import nifti_header_problem
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -23,13 +25,18 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace, context) -> dict:
     context.reporter.progress("read", 0, 1)
-    volume = read_volume(args.input)
+    volume = read_volume(args.input, check_geometry=False)
     context.reporter.progress("read", 1, 1)
     for note in volume.notes:
         context.reporter.log(note, "warning" if "DICOM series" in note else "info")
     image = volume.image
     array = sitk.GetArrayViewFromImage(image)
     geometry = Geometry.of(image)
+    problems = geometry_problems(image)
+    if args.input.name.lower().endswith((".nii", ".nii.gz")) and (header := nifti_header_problem(args.input)):
+        problems.insert(0, header)
+    for problem in problems:
+        context.reporter.log(f"{problem}: other commands refuse this image", "warning")
     return {
         "input": str(volume.path),
         "source": "dicom" if volume.dicom_series else "file",
@@ -40,5 +47,6 @@ def run(args: argparse.Namespace, context) -> dict:
         "origin_mm": list(geometry.origin),
         "direction": list(geometry.direction),
         "orientation": sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(geometry.direction),
+        "geometry_problems": problems,
         "intensity": {"min": float(array.min()), "max": float(array.max()), "mean": round(float(np.mean(array, dtype=np.float64)), 2)},
     }

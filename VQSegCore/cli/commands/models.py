@@ -71,6 +71,9 @@ def run(args: argparse.Namespace, context) -> dict:
     if args.action == "rollback":
         return {"name": args.name, "active": store.rollback(args.name)}
     if args.action == "export":
+        from VQSegCore.output_guard import check_outputs
+
+        check_outputs([args.out])
         name, version = _split(args.model, True, store)
         return {"archive": str(store.export_version(name, version, args.out))}
     if args.action == "import":

@@ -179,6 +179,9 @@ def _verify(args: argparse.Namespace, context, folder: Path) -> dict:
 def _export(args: argparse.Namespace, context, folder: Path) -> dict:
     from VQSegCore.dataset_spec import DatasetSpec
 
+    from VQSegCore.output_guard import check_outputs
+
+    check_outputs([args.out])
     pool = _open(args, folder)
     spec_path = pool.export_spec(args.out, val_fraction=args.val_fraction, seed=args.seed, include_unlabeled=not args.labeled_only)
     spec = DatasetSpec.load(spec_path)  # the same check `vqseg train` makes

@@ -67,6 +67,7 @@ def run(args: argparse.Namespace, context) -> dict:
     from VQSegCore.io.write import output_format, write_image, write_label_map
     from VQSegCore.model import load_model
     from VQSegCore.models import locate_model
+    from VQSegCore.output_guard import check_outputs
 
     started = time.perf_counter()
     dicom_seg = str(args.output).lower().endswith(DICOM_SEG_SUFFIX)
@@ -75,8 +76,8 @@ def run(args: argparse.Namespace, context) -> dict:
     outputs = [args.output] + [p for p in (args.probabilities, args.uncertainty) if p]
     for path in outputs[1:]:
         output_format(path, "image")
-    if len({p.resolve() for p in outputs}) != len(outputs):
-        raise InputError("two outputs would be written to the same file", "give --output, --probabilities and --uncertainty different paths")
+    folder = locate_model(args.model, args.model_dir)
+    check_outputs(outputs, inputs=[args.input, folder])
     for path in outputs:
         check_writable_folder(path)
     positive = [value for value in (args.batch_size, args.threads) if value is not None]
@@ -87,7 +88,6 @@ def run(args: argparse.Namespace, context) -> dict:
 
         torch.set_num_threads(args.threads)
 
-    folder = locate_model(args.model, args.model_dir)
     model, card = load_model(folder)
     volume = read_volume(args.input)
     if dicom_seg and volume.dicom_series is None:

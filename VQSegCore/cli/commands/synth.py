@@ -34,16 +34,16 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace, context) -> dict:
     from VQSegCore.io.write import write_image, write_label_map
+    from VQSegCore.output_guard import check_outputs
     from VQSegCore.synth import PhantomSpec, make_chest_ct
 
     outputs = [args.output] + ([args.label] if args.label else [])
     output_format(args.output, "image")
     if args.label:
         output_format(args.label)
+    check_outputs(outputs)
     for path in outputs:
         check_writable_folder(path)
-    if args.label and args.label.resolve() == args.output.resolve():
-        raise InputError("the CT and the label would be written to the same file", "give --label another path")
     try:
         spec = PhantomSpec(
             size_xy=tuple(args.size), n_slices=args.slices, spacing=tuple(args.spacing),

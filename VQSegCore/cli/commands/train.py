@@ -63,6 +63,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace, context) -> dict:
     from VQSegCore.dataset_spec import DatasetSpec
     from VQSegCore.model.config import PreprocessingConfig, VQSegConfig
+    from VQSegCore.output_guard import check_outputs
     from VQSegCore.train.loop import train
 
     if args.iterations is None and args.minutes is None:
@@ -71,6 +72,7 @@ def run(args: argparse.Namespace, context) -> dict:
     spec.require_labelled("train")
     if args.out.exists() and not args.out.is_dir():
         raise InputError(f"--out {args.out} is a file, not a folder", "give a folder for --out")
+    check_outputs([args.out])
     options = {"backbone": args.backbone, "perturbation": args.perturbation, "classes": spec.classes}
     if args.base_width is not None:
         options["unet_base_width"] = args.base_width
