@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -196,3 +197,68 @@ def test_resume_refuses_another_pool(tmp_path, phantoms, monkeypatch):
     revive()
     with pytest.raises(InputError, match="is on the pool"):
         finetune(tmp_path / "another-pool", model_name="lung", store=store, resume=True, **FAST)
+
+
+def _damage(pool) -> tuple[str, str]:
+    """One case's label swapped for another valid label, another case's meta.json deleted: (swapped id, broken id)."""
+    cases = sorted(p for p in (pool.folder / "cases").iterdir() if not p.name.startswith("."))
+    labelled = [c for c in cases if (c / "label.nii.gz").is_file()]
+    (labelled[0] / "label.nii.gz").write_bytes((labelled[1] / "label.nii.gz").read_bytes())
+    (cases[-1] / "meta.json").unlink()
+    return labelled[0].name, cases[-1].name
+
+
+def test_a_damaged_pool_stops_the_finetune_naming_the_cases(tmp_path, phantoms):
+    store, pool = _setup(tmp_path, phantoms, labelled=4)
+    swapped, broken = _damage(pool)
+    with pytest.raises(InputError, match="2 damaged case") as raised:
+        finetune(pool.folder, model_name="lung", store=store, **FAST)
+    assert swapped in raised.value.message and broken in raised.value.message and "--skip-damaged" in raised.value.hint
+    assert "does not match the hash" in raised.value.message
+    assert _versions(store) == ["v0001"] and not (store.root / "lung" / ".runs").exists()
+
+
+def test_skip_damaged_trains_without_them_and_says_so(tmp_path, phantoms):
+    store, pool = _setup(tmp_path, phantoms, labelled=4)
+    swapped, broken = _damage(pool)
+    result = finetune(pool.folder, model_name="lung", store=store, margin=1.0, skip_damaged=True, **FAST)
+    assert sorted(result["skipped_damaged"]) == sorted([swapped, broken])
+    card = json.loads((store.info("lung", result["version"]).path / "card.json").read_text())
+    assert {item["case"] for item in card["training"]["skipped_damaged"]} == {swapped, broken}
+    spec_ids = {case["id"] for case in json.loads((Path(result["run"]) / "spec.json").read_text())["cases"]}
+    assert swapped not in spec_ids and broken not in spec_ids and len(spec_ids) == 3
+    assert "damaged cases left out | 2" in (store.info("lung", result["version"]).path / "report.md").read_text(encoding="utf-8")
+
+
+def test_training_reads_a_snapshot_that_pool_remove_cannot_touch(tmp_path, phantoms, monkeypatch):
+    """A case removed from the pool while the fine-tune trains: the run's snapshot still holds its files."""
+    import VQSegCore.finetune.run as run_module
+
+    store, pool = _setup(tmp_path, phantoms, labelled=3)
+    real_train = run_module._train
+    seen = {}
+
+    def remove_then_train(plan, spec, **kwargs):
+        victim = spec.cases("train")[0]
+        pool.remove(victim.id)
+        seen["image"] = Path(victim.image)
+        return real_train(plan, spec, **kwargs)
+
+    monkeypatch.setattr(run_module, "_train", remove_then_train)
+    result = finetune(pool.folder, model_name="lung", store=store, margin=1.0, **FAST)
+    assert result["version"] == "v0002"
+    assert run_module.SNAPSHOT_DIR in seen["image"].parts
+
+
+def test_a_new_finetune_clears_finished_and_killed_runs_but_not_live_ones(tmp_path, phantoms):
+    store, pool = _setup(tmp_path, phantoms, labelled=3)
+    runs = store.root / "lung" / ".runs"
+    runs.mkdir(parents=True)
+    killed = runs / "ft-20200101T000000-999999999"  # no such process
+    finished = runs / "ft-20200101T000001-999999998"
+    live = runs / f"ft-20200101T000002-{os.getppid()}"  # our parent process lives
+    for folder in (killed, finished, live):
+        (folder / "train").mkdir(parents=True)
+    (finished / "done.json").write_text("{}")
+    result = finetune(pool.folder, model_name="lung", store=store, margin=1.0, **FAST)
+    assert sorted(p.name for p in runs.iterdir()) == sorted([live.name, Path(result["run"]).name])

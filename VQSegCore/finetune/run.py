@@ -71,6 +71,7 @@ DONE_FILE = "done.json"
 PLAN_FILE = "plan.json"
 SPEC_FILE = "spec.json"
 TRAIN_DIR = "train"
+SNAPSHOT_DIR = "pool-snapshot"  # the pool's cases as checked and frozen for this run (pool/snapshot.py)
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ class Plan:
     parent_version: str | None
     parent_dir: Path | None
     resume_training: bool
+    skipped_damaged: tuple = ()  # (case id, what is wrong) of damaged cases left out with skip_damaged
 
 
 class _Recorder:
@@ -128,6 +130,7 @@ def finetune(
     lr: float = FINETUNE_LR,
     validate_every: int = 50,
     resume: bool = False,
+    skip_damaged: bool = False,
     reporter=None,
     cancel=None,
     store: ModelStore | None = None,
@@ -139,6 +142,8 @@ def finetune(
     `unlabelled_dice`: weight of the pseudo-labels' Dice beside their CE (0 = the authors' CE only).
     `strong_views`: strong views of each unlabelled crop the student learns from (the authors' code: 2).
     `distributed`: the torchrun ranks (default: read from the environment; one process without torchrun).
+    `skip_damaged`: train without the pool's damaged cases (named in a warning, the card and the report)
+    instead of stopping with InputError.
     """
     if iterations is None and minutes is None:
         raise InputError("fine-tuning needs --minutes M or --iterations N", "e.g. --minutes 10")
@@ -155,7 +160,9 @@ def finetune(
     ranks = distributed or Distributed.from_environment()
     with ranks.joined(device):  # the process group must exist before rank 0 shares its plan
         recorder = _Recorder(reporter)
-        plan = ranks.on_main(lambda: _prepare(Path(pool_folder), store, model_name, resume))
+        plan = ranks.on_main(lambda: _prepare(Path(pool_folder), store, model_name, resume, skip_damaged))
+        for case_id, reason in plan.skipped_damaged:
+            recorder.log(f"case {case_id} is damaged and left out of this fine-tune: {reason}", "warning")
         spec = DatasetSpec.load(plan.run / SPEC_FILE)
         started = datetime.datetime.now(datetime.timezone.utc)
         summary = _train(plan, spec, iterations=iterations, minutes=minutes, batch_size=batch_size,
@@ -168,18 +175,21 @@ def finetune(
 
 
 # ---- preparing (rank 0) ------------------------------------------------------------------------
-def _prepare(pool_folder: Path, store: ModelStore, model_name: str, resume: bool) -> Plan:
+def _prepare(pool_folder: Path, store: ModelStore, model_name: str, resume: bool, skip_damaged: bool) -> Plan:
     if resume:
         run = _unfinished_run(store, model_name)
+        _clear_old_runs(store, model_name, keep=run)
         if not (run / PLAN_FILE).is_file():  # killed while being prepared: prepare it again
-            _write_run_inputs(run, _open_pool(pool_folder), store, model_name)
+            shutil.rmtree(run / SNAPSHOT_DIR, ignore_errors=True)
+            _write_run_inputs(run, _open_pool(pool_folder), store, model_name, skip_damaged)
         else:
             _check_same_pool(run, pool_folder)
     else:
         pool = _open_pool(pool_folder)  # before the run folder: a missing pool leaves nothing behind
+        _clear_old_runs(store, model_name, keep=None)
         run = _new_run_folder(store, model_name)
         try:
-            _write_run_inputs(run, pool, store, model_name)
+            _write_run_inputs(run, pool, store, model_name, skip_damaged)
         except BaseException:
             _discard_run(run)  # bad input writes nothing (DESIGN 3.1), and --resume must not find it
             raise
@@ -192,9 +202,19 @@ def _open_pool(pool_folder: Path):
     return Pool.open(pool_folder)
 
 
-def _write_run_inputs(run: Path, pool, store: ModelStore, model_name: str) -> None:
-    """The training spec with its held-out cases, then plan.json (last: its presence means prepared)."""
-    pool_spec = DatasetSpec.load(pool.export_spec(run / "pool-spec.json"))
+def _write_run_inputs(run: Path, pool, store: ModelStore, model_name: str, skip_damaged: bool) -> None:
+    """The pool's checked snapshot, the training spec with its held-out cases, then plan.json (last:
+    its presence means prepared). Training reads only the snapshot, never the live pool."""
+    from VQSegCore.pool.export import export_spec
+
+    records, damaged = pool.snapshot(run / SNAPSHOT_DIR)
+    if damaged and not skip_damaged:
+        shown = "; ".join(f"{case_id}: {reason}" for case_id, reason in damaged[:10]) + ("; …" if len(damaged) > 10 else "")
+        raise InputError(f"the pool {pool.folder} has {len(damaged)} damaged case(s): {shown}",
+                         "run 'vqseg pool verify', then restore or remove the damaged cases; or pass --skip-damaged to fine-tune without them")
+    if not records:
+        raise InputError(f"the pool {pool.folder} has no intact case", "add cases with 'vqseg pool add'")
+    pool_spec = DatasetSpec.load(export_spec(pool.layout, pool.info, records, run / "pool-spec.json"))
     training_cases, held_out = split_for_validation(pool_spec.cases())
     if not any(case.labelled for case in training_cases):
         raise InputError(f"the pool {pool.folder} has no labelled case to train on (besides those held out)",
@@ -205,14 +225,16 @@ def _write_run_inputs(run: Path, pool, store: ModelStore, model_name: str) -> No
     parent = store.active(model_name)
     _config_for(store.path(model_name, parent) if parent else None, DatasetSpec.load(run / SPEC_FILE))  # class tables agree?
     # The parent is fixed now: after a kill the active version may be this run's own candidate.
-    write_json_atomic(run / PLAN_FILE, {"model": model_name, "parent": parent, "pool": str(pool.folder.resolve())})
+    write_json_atomic(run / PLAN_FILE, {"model": model_name, "parent": parent, "pool": str(pool.folder.resolve()),
+                                        "skipped_damaged": [list(item) for item in damaged]})
 
 
 def _plan_of(run: Path, store: ModelStore, model_name: str) -> Plan:
     recorded = json.loads((run / PLAN_FILE).read_text(encoding="utf-8"))
     parent = recorded["parent"]
     return Plan(run=run, pool=recorded["pool"], parent_version=parent, parent_dir=store.path(model_name, parent) if parent else None,
-                resume_training=_training_resumes(run / TRAIN_DIR))
+                resume_training=_training_resumes(run / TRAIN_DIR),
+                skipped_damaged=tuple(tuple(item) for item in recorded.get("skipped_damaged", [])))
 
 
 def _training_resumes(train_dir: Path) -> bool:
@@ -272,7 +294,7 @@ def _conclude(plan: Plan, spec: DatasetSpec, store: ModelStore, model_name: str,
         "model": model_name, "version": version, "parent": plan.parent_version, "promoted": verdict.promote, "reason": verdict.reason,
         "active": store.active(model_name), "held_out_dice": verdict.candidate_dice, "parent_held_out_dice": verdict.parent_dice,
         "iterations": summary["iterations"], "elapsed_s": summary["elapsed_s"], "report": [str(f) for f in files],
-        "run": str(plan.run),
+        "run": str(plan.run), "skipped_damaged": [case_id for case_id, _ in plan.skipped_damaged],
     }
 
 
@@ -280,7 +302,8 @@ def _training_record(plan: Plan, spec: DatasetSpec, candidate_dir: Path, supervi
     """The card's `training` section; `run` is how a resumed fine-tune finds the version it wrote."""
     return {**read_card(candidate_dir).get("training", {}), "pool": plan.pool, "supervised_only": supervised_only,
             "labelled_cases": len(spec.labelled("train")), "unlabelled_cases": len([c for c in spec.cases("train") if not c.labelled]),
-            "held_out": [case.id for case in spec.labelled("val")], "run": str(plan.run)}
+            "held_out": [case.id for case in spec.labelled("val")], "run": str(plan.run),
+            "skipped_damaged": [{"case": case_id, "reason": reason} for case_id, reason in plan.skipped_damaged]}
 
 
 def _add_candidate(store: ModelStore, model_name: str, plan: Plan, candidate_dir: Path, training: dict, scores: dict,
@@ -318,7 +341,7 @@ def _write_report(plan: Plan, spec: DatasetSpec, store: ModelStore, model_name: 
     report_summary = {
         "model": model_name, "version": version, "parent": plan.parent_version or "none (from scratch)", "pool": plan.pool,
         "labelled for training": len(spec.labelled("train")), "unlabelled": len([c for c in spec.cases("train") if not c.labelled]),
-        "held out": len(held_out), "iterations": summary["iterations"], "minutes": round(summary["elapsed_s"] / 60, 2),
+        "held out": len(held_out), "damaged cases left out": len(plan.skipped_damaged), "iterations": summary["iterations"], "minutes": round(summary["elapsed_s"] / 60, 2),
         "mode": _mode(read_card(store.path(model_name, version)).get("training", {})), "started": started.isoformat(timespec="seconds"),
     }
     return write_finetune_report(store.path(model_name, version), curves=recorder.curves, validation=recorder.validation,
@@ -350,6 +373,35 @@ def _new_run_folder(store: ModelStore, name: str) -> Path:
     run = store.root / name / RUNS / f"ft-{stamp}-{os.getpid()}"
     run.mkdir(parents=True, exist_ok=False)
     return run
+
+
+def _clear_old_runs(store: ModelStore, name: str, keep: Path | None) -> None:
+    """Delete the run folders of finished fine-tunes and of killed ones that can no longer be resumed
+    (a new run replaces the one --resume would take). A run whose process still lives is left alone."""
+    runs = store.root / name / RUNS
+    for run in sorted(runs.glob("ft-*")) if runs.is_dir() else []:
+        if run != keep and run.is_dir() and ((run / DONE_FILE).exists() or not _process_alive(_run_pid(run))):
+            shutil.rmtree(run, ignore_errors=True)
+
+
+def _run_pid(run: Path) -> int | None:
+    """The process that made `run` (its name ends in -<pid>)."""
+    tail = run.name.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
+def _process_alive(pid: int | None) -> bool:
+    if pid is None or pid == os.getpid():  # this process is starting a new fine-tune: its old runs are over
+        return False
+    if os.name == "nt":  # os.kill would terminate the process on Windows: keep the folder
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
 
 
 def _discard_run(run: Path) -> None:

@@ -31,6 +31,7 @@ from VQSegCore.pool.manifest import read_entries
 from VQSegCore.pool.pool_file import PoolInfo, create_pool_folder, read_pool_info
 from VQSegCore.pool.records import CaseRecord
 from VQSegCore.pool.removing import remove_case
+from VQSegCore.pool.snapshot import snapshot_cases
 from VQSegCore.pool.updating import update_case_label
 from VQSegCore.pool.verify import VerifyReport, verify_pool
 
@@ -134,6 +135,11 @@ class Pool:
         """Check every case (see `verify`); with `repair`, delete leftovers of interrupted commands."""
         with self.lock(shared=not repair):
             return verify_pool(self.layout, repair=repair, progress=progress)
+
+    def snapshot(self, target: str | os.PathLike) -> tuple[list[CaseRecord], list[tuple[str, str]]]:
+        """Link every intact case into `target` and check its hashes (snapshot.py): (intact records, damaged cases)."""
+        with self.lock(shared=True):
+            return snapshot_cases(self.layout, Path(target))
 
     def export_spec(self, path: str | os.PathLike, val_fraction: float = 0.0, seed: int = 0, include_unlabeled: bool = True) -> Path:
         """Write a dataset spec for `vqseg train` (see `export`); returns its path."""
