@@ -69,3 +69,36 @@ def test_finetune_help_states_the_library_defaults():
     assert stated == {"lr": FINETUNE_LR, "supervised_warmup": FINETUNE_WARMUP, "unlabelled_dice": FINETUNE_UNLABELLED_DICE,
                       "strong_views": FINETUNE_STRONG_VIEWS}
     assert "half of --batch-size" in options["unlabelled_batch_size"]
+
+
+def test_a_damaged_active_pointer_is_a_clear_error_that_activate_repairs(cli, tmp_path):
+    env = {"VQSEG_HOME": str(tmp_path / "home")}
+    store = ModelStore(tmp_path / "home" / "models")
+    torch.manual_seed(0)
+    store.add_version("lung", build_model(TINY))
+    store.activate("lung", "v0001")
+    (tmp_path / "ct.nii.gz").write_bytes(b"")
+    for junk in (b"\x1f\x8b\x08\x00\xff\xfe binary", b"../../etc/passwd\n"):
+        (store.root / "lung" / "active").write_bytes(junk)
+        run = cli("segment", tmp_path / "ct.nii.gz", "-o", tmp_path / "o.nii.gz", "--model", "lung", "--events", env=env)
+        assert run.returncode == 2 and "pointer" in run.last["message"] and "models activate" in run.last["hint"], run.stderr[-1500:]
+        assert "Traceback" not in run.stderr
+        listed = cli("models", "list", "lung", "--events", env=env)
+        assert listed.returncode == 0 and [v["active"] for v in listed.last["models"]["lung"]] == [False]
+    assert cli("models", "activate", "lung@v0001", "--events", env=env).returncode == 0
+    assert store.active("lung") == "v0001"
+
+
+def test_finetune_of_an_unknown_model_name_exits_2_unless_from_scratch(cli, tmp_path):
+    from finetune_setup import FAST_ARGS, make_store_and_pool, write_phantoms
+
+    home = tmp_path / "home"
+    store, pool = make_store_and_pool(tmp_path, write_phantoms(tmp_path / "phantoms", count=3), labelled=3, store_root=home / "models")
+    env = {"VQSEG_HOME": str(home)}
+    typo = cli("finetune", "--pool", pool.folder, "--model", "lugn", *FAST_ARGS, "--events", env=env)
+    assert typo.returncode == 2 and "no model 'lugn'" in typo.last["message"] and "--from-scratch" in typo.last["hint"]
+    assert "lung" in typo.last["message"]  # the known names
+    assert not (home / "models" / "lugn").exists()
+    new = cli("finetune", "--pool", pool.folder, "--model", "fresh", "--from-scratch", *FAST_ARGS, "--events", env=env)
+    assert new.returncode == 0, new.stderr[-2000:]
+    assert new.last["parent"] is None and store.versions("fresh")[0].version == "v0001"

@@ -131,6 +131,7 @@ def finetune(
     validate_every: int = 50,
     resume: bool = False,
     skip_damaged: bool = False,
+    from_scratch: bool = False,
     reporter=None,
     cancel=None,
     store: ModelStore | None = None,
@@ -144,6 +145,8 @@ def finetune(
     `distributed`: the torchrun ranks (default: read from the environment; one process without torchrun).
     `skip_damaged`: train without the pool's damaged cases (named in a warning, the card and the report)
     instead of stopping with InputError.
+    `from_scratch`: allow a model name the store does not know (a new model, trained from random
+    weights); without it an unknown name is InputError, so that a typo cannot start a new model.
     """
     if iterations is None and minutes is None:
         raise InputError("fine-tuning needs --minutes M or --iterations N", "e.g. --minutes 10")
@@ -160,7 +163,7 @@ def finetune(
     ranks = distributed or Distributed.from_environment()
     with ranks.joined(device):  # the process group must exist before rank 0 shares its plan
         recorder = _Recorder(reporter)
-        plan = ranks.on_main(lambda: _prepare(Path(pool_folder), store, model_name, resume, skip_damaged))
+        plan = ranks.on_main(lambda: _prepare(Path(pool_folder), store, model_name, resume, skip_damaged, from_scratch))
         for case_id, reason in plan.skipped_damaged:
             recorder.log(f"case {case_id} is damaged and left out of this fine-tune: {reason}", "warning")
         spec = DatasetSpec.load(plan.run / SPEC_FILE)
@@ -175,7 +178,7 @@ def finetune(
 
 
 # ---- preparing (rank 0) ------------------------------------------------------------------------
-def _prepare(pool_folder: Path, store: ModelStore, model_name: str, resume: bool, skip_damaged: bool) -> Plan:
+def _prepare(pool_folder: Path, store: ModelStore, model_name: str, resume: bool, skip_damaged: bool, from_scratch: bool) -> Plan:
     if resume:
         run = _unfinished_run(store, model_name)
         _clear_old_runs(store, model_name, keep=run)
@@ -186,6 +189,10 @@ def _prepare(pool_folder: Path, store: ModelStore, model_name: str, resume: bool
             _check_same_pool(run, pool_folder)
     else:
         pool = _open_pool(pool_folder)  # before the run folder: a missing pool leaves nothing behind
+        if store.active(model_name) is None and not from_scratch:
+            known = ", ".join(store.names()) or "none"
+            raise InputError(f"the model store has no model {model_name!r} (known: {known})",
+                             "check the name with 'vqseg models list', or pass --from-scratch to train a new model from random weights")
         _clear_old_runs(store, model_name, keep=None)
         run = _new_run_folder(store, model_name)
         try:

@@ -26,6 +26,25 @@ def shipped_models_dir() -> Path:
     return repository_root() / "Resources" / "Models"
 
 
+_VERSION_NAME = re.compile(r"^v\d{4,}$")
+
+
+def read_active_pointer(pointer: Path, name: str) -> str | None:
+    """The version an `active` file names (None when empty); InputError when it is not a version name."""
+    try:
+        version = pointer.read_text(encoding="utf-8").strip()
+    except (UnicodeDecodeError, OSError) as problem:
+        raise _damaged_pointer(pointer, name, "it is not readable text") from problem
+    if version and not (_VERSION_NAME.match(version) or version == SHIPPED):
+        raise _damaged_pointer(pointer, name, f"it names {version[:40]!r}, not a version")
+    return version or None
+
+
+def _damaged_pointer(pointer: Path, name: str, why: str) -> InputError:
+    return InputError(f"the active-version pointer {pointer} is damaged: {why}",
+                      f"choose the version to use with 'vqseg models activate {name}@VERSION' ('vqseg models list {name}' shows them)")
+
+
 def locate_model(spec: str | None, model_dir: str | Path | None = None) -> Path:
     """The folder holding card.json and weights.safetensors; InputError naming what was searched."""
     if model_dir is not None:
@@ -46,7 +65,7 @@ def locate_model(spec: str | None, model_dir: str | Path | None = None) -> Path:
     shipped = shipped_models_dir() / name
     active = store / ACTIVE_FILE
     if active.is_file():
-        version = active.read_text(encoding="utf-8").strip()
+        version = read_active_pointer(active, name)
         folder = shipped if version == SHIPPED else store / version
         if (folder / "card.json").is_file():
             return folder

@@ -32,7 +32,7 @@ from pathlib import Path
 from VQSegCore.atomic import fsync_path, write_bytes_atomic, write_json_atomic, write_text_atomic
 from VQSegCore.errors import InputError
 from VQSegCore.model.persistence import CARD_FILE, WEIGHTS_FILE, read_card, save_model
-from VQSegCore.models.locate import ACTIVE_FILE, SHIPPED, shipped_models_dir
+from VQSegCore.models.locate import ACTIVE_FILE, SHIPPED, read_active_pointer, shipped_models_dir
 from VQSegCore.paths import models_dir
 
 STORE_FILE = "store.json"
@@ -87,7 +87,10 @@ class ModelStore:
 
     def versions(self, name: str) -> list[VersionInfo]:
         check_name(name)
-        active = self.active(name)
+        try:
+            active = self.active(name)
+        except InputError:  # a damaged pointer: list the versions, so that one can be activated
+            active = None
         infos = []
         folder = self.root / name
         if folder.is_dir():
@@ -101,7 +104,7 @@ class ModelStore:
     def active(self, name: str) -> str | None:
         pointer = self.root / check_name(name) / ACTIVE_FILE
         if pointer.is_file():
-            return pointer.read_text(encoding="utf-8").strip() or None
+            return read_active_pointer(pointer, name)
         return SHIPPED if (shipped_models_dir() / name / CARD_FILE).is_file() else None
 
     def path(self, name: str, version: str) -> Path:
@@ -228,7 +231,10 @@ class ModelStore:
     def _active_pointer(self, folder: Path) -> str | None:
         pointer = folder / ACTIVE_FILE
         if pointer.is_file():
-            return pointer.read_text(encoding="utf-8").strip() or None
+            try:
+                return pointer.read_text(encoding="utf-8").strip() or None
+            except (UnicodeDecodeError, OSError):  # damaged: activating a version repairs it
+                return None
         return SHIPPED if (shipped_models_dir() / folder.name / CARD_FILE).is_file() else None
 
     @contextmanager

@@ -37,6 +37,8 @@ def register(subparsers) -> argparse.ArgumentParser:
                         help="the first fraction of the budget learns from the labelled cases only, before the teacher's "
                         "pseudo-labels on the unlabelled ones are used (default 0.7; 0 = semi-supervised from the start)")
     parser.add_argument("--resume", action="store_true", help="continue the last unfinished fine-tune of this model")
+    parser.add_argument("--from-scratch", action="store_true",
+                        help="allow a --model name the store does not know: a new model trained from random weights")
     parser.add_argument("--skip-damaged", action="store_true",
                         help="fine-tune without the pool's damaged cases (named in a warning and the report) instead of stopping")
     parser.add_argument("--batch-size", type=int, default=8, help="labelled crops per step (default 8)")
@@ -77,7 +79,7 @@ def run(args: argparse.Namespace, context) -> dict:
     return finetune(
         resolve_pool(args.pool), model_name=args.model or DEFAULT_MODEL_NAME, iterations=args.iterations, minutes=args.minutes,
         margin=args.margin, supervised_only=args.supervised_only, seed=args.seed, device=args.device, batch_size=args.batch_size,
-        crop_size=args.crop_size, validate_every=args.validate_every, resume=args.resume, skip_damaged=args.skip_damaged, reporter=context.reporter, cancel=context.cancel,
+        crop_size=args.crop_size, validate_every=args.validate_every, resume=args.resume, skip_damaged=args.skip_damaged, from_scratch=args.from_scratch, reporter=context.reporter, cancel=context.cancel,
         **_given(lr=args.lr, supervised_warmup=args.supervised_warmup, unlabelled_batch_size=args.unlabelled_batch_size,
                  unlabelled_dice=args.unlabelled_dice, strong_views=args.strong_views),
     )
