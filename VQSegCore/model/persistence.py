@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import json
 import os
 from pathlib import Path
 
-from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from VQSegCore import __version__
 from VQSegCore.atomic import write_bytes_atomic, write_json_atomic
 from VQSegCore.errors import InputError
-from VQSegCore.model.config import VQSegConfig
+from VQSegCore.model.card_check import MAX_CARD_BYTES, MAX_WEIGHTS_BYTES, check_weights, config_from_card, parse_card
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "weights.safetensors"
@@ -65,17 +63,24 @@ def read_card(folder: str | os.PathLike) -> dict:
     if not path.is_file():
         raise InputError(f"model card not found: {path}", "point at a model folder holding card.json and weights.safetensors")
     try:
-        card = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputError(f"model card {path} is not valid JSON: {error}", "restore the model folder from a good copy") from error
-    if not isinstance(card, dict) or not isinstance(card.get("config"), dict) or "weights_sha256" not in card:
-        raise InputError(f"model card {path} lacks its config or weights hash", "restore the model folder from a good copy")
+        if path.stat().st_size > MAX_CARD_BYTES:
+            raise InputError(f"model card {path} is {path.stat().st_size / 2**20:.0f} MB, not a model card", "restore the model folder from a good copy")
+        card = parse_card(path.read_bytes(), str(Path(folder)))
+    except OSError as error:
+        raise InputError(f"model card {path} cannot be read: {error.strerror or error}", "restore the model folder from a good copy") from error
+    return read_card_fields(card, str(path))
+
+
+def read_card_fields(card: dict, where: str) -> dict:
+    """`card` when it has its config, weights hash and a format version this code reads."""
+    if not isinstance(card.get("config"), dict) or "weights_sha256" not in card:
+        raise InputError(f"model card {where} lacks its config or weights hash", "restore the model folder from a good copy")
     version = card.get("format_version")
-    if not isinstance(version, int) or version < 1:
-        raise InputError(f"model card {path} has no valid format_version", "restore the model folder from a good copy")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise InputError(f"model card {where} has no valid format_version", "restore the model folder from a good copy")
     if version > FORMAT_VERSION:
         raise InputError(
-            f"model card {path} has format_version {version}; this VQSegCore {__version__} reads up to {FORMAT_VERSION}",
+            f"model card {where} has format_version {version}; this VQSegCore {__version__} reads up to {FORMAT_VERSION}",
             "update VQSegCore to load this model",
         )
     return card
@@ -93,6 +98,9 @@ def load_model(folder: str | os.PathLike, *, device: str = "cpu"):
     weights_path = folder / WEIGHTS_FILE
     if not weights_path.is_file():
         raise InputError(f"weights file not found: {weights_path}", "the model folder is incomplete; restore it")
+    if weights_path.stat().st_size > MAX_WEIGHTS_BYTES:
+        raise InputError(f"weights {weights_path} are {weights_path.stat().st_size / 2**30:.1f} GB, more than any VQSeg model",
+                         "restore the model folder from a good copy")
     weights = weights_path.read_bytes()
     digest = hashlib.sha256(weights).hexdigest()
     if digest != card["weights_sha256"]:
@@ -100,13 +108,10 @@ def load_model(folder: str | os.PathLike, *, device: str = "cpu"):
             f"weights {weights_path} do not match their card (sha256 {digest[:16]}…, card says {str(card['weights_sha256'])[:16]}…)",
             "the file was changed or damaged; restore the model folder from a good copy",
         )
-    try:
-        config = VQSegConfig.from_dict(card["config"])
-    except (TypeError, ValueError, KeyError) as error:
-        raise InputError(f"model card {folder / CARD_FILE} holds an invalid config: {error}", "restore the model folder") from error
+    config = config_from_card(card, str(folder))
+    state = check_weights(weights, config, str(folder))
     model = build_model(config)
     try:
-        state = load_safetensors(weights)
         model.load_state_dict(state, strict=True)
     except Exception as error:  # hash matched, so this is a card/weights mismatch made by a tool
         raise InputError(f"weights {weights_path} do not fit the architecture in the card: {error}", "restore the model folder") from error

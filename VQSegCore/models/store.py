@@ -31,7 +31,8 @@ from pathlib import Path
 
 from VQSegCore.atomic import fsync_path, write_bytes_atomic, write_json_atomic, write_text_atomic
 from VQSegCore.errors import InputError
-from VQSegCore.model.persistence import CARD_FILE, WEIGHTS_FILE, read_card, save_model
+from VQSegCore.model.card_check import MAX_CARD_BYTES, MAX_WEIGHTS_BYTES, check_weights, config_from_card, parse_card
+from VQSegCore.model.persistence import CARD_FILE, WEIGHTS_FILE, read_card, read_card_fields, save_model
 from VQSegCore.models.locate import ACTIVE_FILE, SHIPPED, read_active_pointer, shipped_models_dir
 from VQSegCore.paths import models_dir
 
@@ -40,6 +41,7 @@ LOG_FILE = "activations.jsonl"
 LOCK_FILE = ".lock"
 LOCK_TIMEOUT_S = 30.0
 ARCHIVE_MEMBERS = (CARD_FILE, WEIGHTS_FILE, STORE_FILE)
+MEMBER_LIMITS = {CARD_FILE: MAX_CARD_BYTES, WEIGHTS_FILE: MAX_WEIGHTS_BYTES, STORE_FILE: 2**20}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _VERSION = re.compile(r"^v(\d{4,})$")
 
@@ -198,20 +200,23 @@ class ModelStore:
         try:
             with tarfile.open(archive, "r:") as tar:
                 for member in tar.getmembers():
-                    if member.name not in ARCHIVE_MEMBERS or not member.isfile():
-                        raise InputError(f"{archive}: unexpected member {member.name!r}", "only card.json, weights.safetensors and store.json are accepted")
-                    files[member.name] = tar.extractfile(member).read()
+                    if member.name not in ARCHIVE_MEMBERS or not member.isfile() or member.name in files:
+                        raise InputError(f"{archive}: unexpected member {member.name!r}", "only card.json, weights.safetensors and store.json are accepted, once each")
+                    limit = MEMBER_LIMITS[member.name]
+                    if member.size > limit:  # checked before reading: the size a tar claims is not trusted with memory
+                        raise InputError(f"{archive}: {member.name} claims {member.size / 2**20:.0f} MB (at most {limit // 2**20} MB)",
+                                         "give a file written by vqseg models export")
+                    files[member.name] = tar.extractfile(member).read(limit + 1)
         except (tarfile.TarError, OSError) as problem:
             raise InputError(f"{archive} is not a model archive: {problem}", "give a file written by vqseg models export") from problem
         if CARD_FILE not in files or WEIGHTS_FILE not in files:
             raise InputError(f"{archive} lacks card.json or weights.safetensors", "give a file written by vqseg models export")
-        try:
-            card = json.loads(files[CARD_FILE].decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as problem:
-            raise InputError(f"{archive}: card.json is not valid JSON: {problem}", "the archive is damaged; export it again") from problem
+        card = parse_card(files[CARD_FILE], str(archive))
         digest = hashlib.sha256(files[WEIGHTS_FILE]).hexdigest()
-        if not isinstance(card, dict) or digest != card.get("weights_sha256"):
+        if digest != card.get("weights_sha256"):
             raise InputError(f"{archive}: the weights do not match their card", "the archive is damaged; export it again")
+        read_card_fields(card, str(archive))
+        check_weights(files[WEIGHTS_FILE], config_from_card(card, str(archive)), str(archive))
         with self._locked(name) as folder, _building(folder) as (building, version):
             # fsync-ed writes: the rename below must never publish files still only in the page cache
             write_bytes_atomic(building / WEIGHTS_FILE, files[WEIGHTS_FILE])
