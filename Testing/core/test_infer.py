@@ -230,3 +230,21 @@ def test_entropy_and_precision_rules():
     assert resolve_precision("bf16", torch.device("cpu")) == torch.bfloat16
     with pytest.raises(ValueError, match="CUDA"):
         resolve_precision("fp16", torch.device("cpu"))
+
+
+def test_nan_voxels_are_segmented_as_background_and_reported(model):
+    array = np.random.default_rng(0).normal(0, 100, (6, 32, 32)).astype(np.float32)
+    clean = sitk.GetImageFromArray(array)
+    array[2, 5:9, 5:9] = np.nan
+    array[4, 0, 0] = np.inf
+    dirty = sitk.GetImageFromArray(array)
+    request = SegmentRequest(device="cpu", crop="none", window=0, probabilities=True)
+    result = segment_volume(model, {}, dirty, request)
+    assert len(result.warnings) == 1 and "17 voxels in 2 slice(s)" in result.warnings[0]
+    assert result.report()["warnings"] == result.warnings
+    probabilities = sitk.GetArrayViewFromImage(result.probabilities)
+    assert np.isfinite(probabilities).all()
+    # slices without NaN are as they would be without any
+    reference = sitk.GetArrayViewFromImage(segment_volume(model, {}, clean, request).probabilities)
+    np.testing.assert_allclose(probabilities[[0, 1, 3, 5]], reference[[0, 1, 3, 5]], atol=1e-5)
+    assert segment_volume(model, {}, clean, request).warnings == []

@@ -239,3 +239,22 @@ def test_files_out_of_slice_order_raise_input_error_and_write_nothing(tmp_path):
         # Labels on the grid SimpleITK infers from the shuffled files, so only the order check can object.
         write_dicom_seg(_asymmetric_labels(read_series(shuffled)), shuffled, CLASSES, out / "tumour.seg.dcm")
     assert list(out.iterdir()) == []
+
+
+def test_an_anonymised_series_without_patient_and_study_attributes_writes_a_seg(tmp_path):
+    """Anonymisers delete Type 2 attributes such as PatientSex; the SEG then carries them empty."""
+    series, reference = _ct_series(tmp_path / "ct", "identity")
+    removed = ("PatientSex", "PatientBirthDate", "PatientName", "PatientID", "StudyDate", "StudyTime", "ReferringPhysicianName",
+               "StudyID", "AccessionNumber")
+    for file in series.files:
+        dataset = pydicom.dcmread(file)
+        for keyword in removed:
+            if keyword in dataset:
+                delattr(dataset, keyword)
+        dataset.save_as(file)
+    path = write_dicom_seg(_asymmetric_labels(reference), series, ClassTable.from_list([{"value": 1, "id": "tumour", "name": "Tumour"},
+                                                                                           {"value": 3, "id": "node", "name": "Node"}]),
+                           tmp_path / "seg.dcm")
+    seg = pydicom.dcmread(path)
+    assert all(seg.get(keyword) == "" for keyword in removed)
+    assert int(seg.NumberOfFrames) > 0

@@ -73,12 +73,14 @@ class SegmentResult:
     slices_per_s: float
     codes: CodeStatistics | None = None  # code usage of the processed tokens (the OOD score's input)
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # things that may make the result wrong (e.g. NaN voxels)
 
     def report(self) -> dict:
         return {
             "classes": self.classes, "region": {"source": self.region_source, **self.region.to_dict()},
             "ood": self.ood.to_dict() if self.ood else None, "timings_s": self.timings_s,
             "precision": self.precision, "device": self.device, "slices_per_s": round(self.slices_per_s, 2), "notes": self.notes,
+            "warnings": self.warnings,
         }
 
 
@@ -103,6 +105,7 @@ def resolve_device(device: str) -> torch.device:
 def segment_volume(model, card: dict, image: sitk.Image, request: SegmentRequest, *, progress=None, cancel=None) -> SegmentResult:
     config = model.config
     check_model_fits(config, image)
+    image, warnings = _without_nan(image)
     try:
         window = resolve_window(request.window, config)
     except ValueError as problem:
@@ -197,8 +200,27 @@ def segment_volume(model, card: dict, image: sitk.Image, request: SegmentRequest
         labels=labels_image, probabilities=probabilities_image, uncertainty=uncertainty_image, region=region,
         region_source=source, ood=ood, classes=classes, timings_s={k: round(v, 3) for k, v in watch.totals.items()},
         precision=engine.precision_name, device=str(device), slices_per_s=total_slices / infer_s if infer_s else 0.0, codes=codes,
-        notes=notes,
+        notes=notes, warnings=warnings,
     )
+
+
+def _without_nan(image: sitk.Image) -> tuple[sitk.Image, list[str]]:
+    """NaN voxels (a broken export) would make every slice they touch NaN through the network; they
+    become the image's lowest finite value (air, background) and the result says how many there were."""
+    if image.GetPixelID() not in (sitk.sitkFloat32, sitk.sitkFloat64):
+        return image, []
+    array = sitk.GetArrayViewFromImage(image)
+    bad = ~np.isfinite(array)
+    count = int(bad.sum())
+    if not count:
+        return image, []
+    finite = array[~bad]
+    fill = float(finite.min()) if finite.size else 0.0
+    cleaned = sitk.GetImageFromArray(np.where(bad, fill, array).astype(array.dtype, copy=False))
+    cleaned.CopyInformation(image)
+    slices = int(bad.reshape(bad.shape[0], -1).any(axis=1).sum())
+    return cleaned, [f"{count} voxels in {slices} slice(s) are not a number (NaN or infinite): they were segmented as "
+                     f"the image's lowest value ({fill:g}); check the export of this image"]
 
 
 def check_model_fits(config, image: sitk.Image) -> None:

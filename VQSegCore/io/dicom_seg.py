@@ -34,6 +34,9 @@ GENERIC_CATEGORY = Code("85756007", "SCT", "Tissue")
 GENERIC_TYPE = Code("85756007", "SCT", "Tissue")
 ARTIFICIAL_INTELLIGENCE = Code("123110", "DCM", "Artificial Intelligence")  # CID 7162
 
+_TYPE_2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                  "ReferringPhysicianName", "StudyID", "AccessionNumber")
+
 # Keeps the SEG next to its source in viewers that sort series by number.
 _SERIES_NUMBER_OFFSET = 1000
 
@@ -122,6 +125,11 @@ def _read_source_headers(series: DicomSeries) -> list[pydicom.Dataset]:
         # writers get it wrong (GDCM may write 1 for any series). Without it, highdicom measures the
         # spacing from the slice positions, which _check_slice_order has verified.
         source.pop("SpacingBetweenSlices", None)
+        # Type 2 attributes (present, possibly empty) that highdicom copies into the SEG; anonymisers
+        # often delete them, so absent ones are added empty, as the standard allows.
+        for keyword in _TYPE_2_COPIED:
+            if keyword not in source:
+                setattr(source, keyword, "")
     if len(sources) == 1 and int(sources[0].get("NumberOfFrames") or 1) > 1:
         raise InputError(f"DICOM series {series.uid} is one multi-frame file", "export the series as single-frame (classic) CT slices")
     if any("FrameOfReferenceUID" not in source for source in sources):

@@ -10,6 +10,7 @@ import SimpleITK as sitk
 
 from VQSegCore.errors import InputError
 from VQSegCore.io.dicom import DicomSeries, find_series, read_series, series_containing
+from VQSegCore.io.dicom_check import series_problem
 from VQSegCore.io.geometry import assert_same_geometry, geometry_problems
 from VQSegCore.io.nifti_check import nifti_header_problem, nifti_problem
 
@@ -120,6 +121,9 @@ def _read_dicom_file(file: Path) -> Volume:
 
 
 def _read_dicom_series(series: DicomSeries, where: Path) -> sitk.Image:
+    if (problem := series_problem(series.files)):
+        raise InputError(f"{where}: the DICOM series {series.uid} is not a uniform volume: {problem}",
+                         "export the complete series again (every slice, once), or remove the odd files from the folder")
     try:
         return read_series(series)
     except RuntimeError as error:

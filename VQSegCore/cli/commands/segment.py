@@ -110,6 +110,8 @@ def run(args: argparse.Namespace, context) -> dict:
     result = segment_volume(model, card, volume.image, request, progress=context.reporter.progress, cancel=context.cancel)
     for note in result.notes:
         context.reporter.log(note, "warning" if result.ood and note == result.ood.warning else "info")
+    for warning in result.warnings:
+        context.reporter.log(warning, "warning")
     context.cancel.check()
 
     written = time.perf_counter()
