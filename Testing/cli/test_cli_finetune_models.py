@@ -102,3 +102,15 @@ def test_finetune_of_an_unknown_model_name_exits_2_unless_from_scratch(cli, tmp_
     new = cli("finetune", "--pool", pool.folder, "--model", "fresh", "--from-scratch", *FAST_ARGS, "--events", env=env)
     assert new.returncode == 0, new.stderr[-2000:]
     assert new.last["parent"] is None and store.versions("fresh")[0].version == "v0001"
+
+
+def test_models_list_is_one_summary_per_version_and_show_has_the_details(cli, tmp_path):
+    env = {"VQSEG_HOME": str(tmp_path / "home")}
+    store = ModelStore(tmp_path / "home" / "models")
+    torch.manual_seed(0)
+    per_case = {f"case-{i:04d}": 0.5 for i in range(300)}
+    store.add_version("lung", build_model(TINY), metrics={"held_out_dice": 0.71, "held_out_cases": per_case})
+    (version,) = cli("models", "list", "lung", "--events", env=env).last["models"]["lung"]
+    assert version["metrics"] == {"held_out_dice": 0.71} and len(str(version)) < 400
+    shown = cli("models", "show", "lung@v0001", "--events", env=env).last
+    assert len(shown["metrics"]["held_out_cases"]) == 300

@@ -110,6 +110,9 @@ def test_ood_warning_is_reported_plainly(cli, tmp_path, model_dir, suspicious_mo
     (["--max-memory-gb", "0.00001"], "GB"),
     (["--batch-size", "0"], "batch-size"),
     (["--window", "6"], "inference window"),
+    (["--roi-lps", "-inf", "0", "0", "1", "1", "1"], "finite numbers"),
+    (["--roi-lps", "5.2", "5", "1", "5.4", "9", "2"], "holds no voxel centre"),
+    (["--roi-ras", "-1e3", "-1e3", "-1e3", "-9e2", "-9e2", "-9e2"], "outside the image"),
 ])
 def test_bad_requests_exit_2_and_write_nothing(cli, tmp_path, model_dir, extra, message):
     sitk.WriteImage(make_image(GEOMETRIES["identity"], size=(20, 20, 4)), str(tmp_path / "ct.nii.gz"))

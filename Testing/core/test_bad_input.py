@@ -43,3 +43,20 @@ def test_intact_files_of_every_format_read(tmp_path):
     for suffix in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd"):
         volume = read_volume(written(tmp_path, f"ok{suffix}", image))
         np.testing.assert_array_equal(sitk.GetArrayFromImage(volume.image), sitk.GetArrayFromImage(image))
+
+
+def test_header_geometry_faults_and_link_loops_get_their_own_message(tmp_path):
+    from VQSegCore.io import read_volume
+
+    image = sitk.GetImageFromArray(np.zeros((4, 5, 6), np.int16))
+    sitk.WriteImage(image, str(tmp_path / "plain.nrrd"))
+    text = (tmp_path / "plain.nrrd").read_bytes()
+    for name, directions, phrase in (("zero.nrrd", b"(0,0,0) (0,1,0) (0,0,1)", "spacing"),
+                                     ("singular.nrrd", b"(1,0,0) (1,0,0) (0,0,1)", "singular")):
+        (tmp_path / name).write_bytes(text.replace(b"(1,0,0) (0,1,0) (0,0,1)", directions))
+        with pytest.raises(InputError, match=phrase) as raised:
+            read_volume(tmp_path / name)
+        assert "truncated or corrupt" not in raised.value.message
+    (tmp_path / "loop.nrrd").symlink_to(tmp_path / "loop.nrrd")
+    with pytest.raises(InputError, match="loop of links"):
+        read_volume(tmp_path / "loop.nrrd")

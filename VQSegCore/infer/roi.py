@@ -76,6 +76,8 @@ class IndexBox:
     @classmethod
     def from_request(cls, image: sitk.Image, roi: RoiRequest) -> "IndexBox":
         size = np.asarray(image.GetSize())
+        if not np.all(np.isfinite([*roi.first, *roi.second])):
+            raise InputError(f"the ROI corners {list(roi.first)} and {list(roi.second)} must be finite numbers", "give six finite coordinates")
         if roi.system == "ijk":
             first, second = np.asarray(roi.first, dtype=float), np.asarray(roi.second, dtype=float)
             if not (np.all(first == np.round(first)) and np.all(second == np.round(second))):
@@ -88,6 +90,12 @@ class IndexBox:
             high = np.floor(index.max(axis=0) + INDEX_SLACK) + 1
         start = np.clip(low, 0, size).astype(int)
         stop = np.clip(high, 0, size).astype(int)
+        if np.any(stop <= start) and roi.system != "ijk" and _overlaps(index, size):
+            raise InputError(
+                f"the ROI ({roi.system.upper()} {list(roi.first)} to {list(roi.second)}) lies inside the image but holds no voxel "
+                f"centre: it is thinner than a voxel ({_spacing_text(image)}) along at least one axis",
+                "give a box at least one voxel wide along every axis",
+            )
         if np.any(stop <= start):
             raise InputError(
                 f"the ROI ({roi.system.upper()} {list(roi.first)} to {list(roi.second)}) lies outside the image "
@@ -95,6 +103,15 @@ class IndexBox:
                 "check the coordinate system (RAS as Slicer shows it, LPS as DICOM) and the corners",
             )
         return cls(tuple(int(v) for v in start), tuple(int(v) for v in stop))
+
+
+def _overlaps(index: np.ndarray, size: np.ndarray) -> bool:
+    """Whether the corners' index-space bounding box meets the image's extent (voxel edges at -0.5 and size - 0.5)."""
+    return bool(np.all(index.max(axis=0) >= -0.5) and np.all(index.min(axis=0) <= size - 0.5))
+
+
+def _spacing_text(image: sitk.Image) -> str:
+    return "spacing " + " x ".join(f"{s:g}" for s in image.GetSpacing()) + " mm"
 
 
 def _physical_corners(roi: RoiRequest) -> np.ndarray:

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import SimpleITK as sitk
 
 from VQSegCore.errors import InputError
@@ -40,6 +41,8 @@ def read_volume(path: str | os.PathLike, *, check_geometry: bool = True) -> Volu
     """
     path = Path(path)
     if not path.exists():
+        if path.is_symlink():
+            raise InputError(f"{path}: a symbolic link to a missing file, or a loop of links", "fix the link or give the file itself")
         raise InputError(f"{path}: no such file or folder", "check the path")
     if path.is_dir():
         volume = _read_dicom_folder(path)
@@ -92,6 +95,8 @@ def _read_file(path: Path, check_geometry: bool = True) -> sitk.Image:
             f"{path}: not a readable image ({_itk_reason(error)})",
             f"supported inputs: {SUPPORTED_INPUTS}",
         ) from error
+    if check_geometry and (problem := _header_geometry_problem(reader)):
+        raise InputError(f"{path}: {problem}", "fix the image header (spacing and direction) in the program that wrote it, or re-export the image")
     try:
         return reader.Execute()
     except RuntimeError as error:
@@ -158,6 +163,19 @@ def _integer_or_fail(image: sitk.Image, path: Path, what: str) -> sitk.Image:
 
 def _size(image: sitk.Image) -> str:
     return "×".join(str(s) for s in image.GetSize())
+
+
+def _header_geometry_problem(reader: sitk.ImageFileReader) -> str | None:
+    """A zero or invalid spacing, or a singular direction, as the header states them (ITK would fail
+    on them later with a message about a corrupt file)."""
+    spacing = np.asarray(reader.GetSpacing(), dtype=float)
+    if not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
+        return f"the header's voxel spacing {tuple(float(s) for s in spacing)} has a zero, negative or invalid value"
+    dimension = reader.GetDimension()
+    direction = np.asarray(reader.GetDirection(), dtype=float).reshape(dimension, dimension)
+    if not np.all(np.isfinite(direction)) or abs(np.linalg.det(direction)) < 1e-6:
+        return "the header's direction matrix is singular (two axes point the same way, or one is zero)"
+    return None
 
 
 def _itk_reason(error: RuntimeError) -> str:

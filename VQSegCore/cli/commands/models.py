@@ -59,7 +59,8 @@ def run(args: argparse.Namespace, context) -> dict:
     store = ModelStore()
     if args.action == "list":
         names = [args.name] if args.name else store.names()
-        return {"models": {name: [v.to_dict() for v in store.versions(name)] for name in names}, "store": str(store.root)}
+        # a summary per version: per-case metrics of every version would bury the list ('models show' has them)
+        return {"models": {name: [v.summary() for v in store.versions(name)] for name in names}, "store": str(store.root)}
     if args.action == "show":
         name, version = _split(args.model, False, store)
         info = store.info(name, version)

@@ -14,12 +14,16 @@ training crop, blended with Gaussian weights; --window N sets another side, 0 wh
 from __future__ import annotations
 
 import argparse
+import re
 import time
 from pathlib import Path
 
 from VQSegCore.errors import InputError
 
 DICOM_SEG_SUFFIX = ".dcm"
+
+
+_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|infinity|nan)$", re.IGNORECASE)
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -56,6 +60,9 @@ def register(subparsers) -> argparse.ArgumentParser:
                         "weights (default: the model's training crop; 0 = whole slices)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--max-memory-gb", type=float, default=8.0, help="refuse runs estimated to need more memory (default 8)")
+    # argparse takes only -5 and -.5 for negative numbers; "-1e3", "-inf" would read as options and
+    # end in "expected 6 arguments". Its matcher is widened so that ROI corners reach our own checks.
+    parser._negative_number_matcher = _NEGATIVE_NUMBER
     parser.set_defaults(run=run)
     return parser
 
