@@ -409,3 +409,21 @@ def test_two_processes_adding_at_once_give_ten_complete_cases(tmp_path, inputs):
     assert {line["case_id"] for line in manifest_lines(pool)} == {r.case_id for r in records}
     report = pool.verify()
     assert report.clean and not report.warnings
+
+
+def test_source_name_refuses_any_identifying_header_text(pool, tmp_path, keep_locale):
+    import pydicom
+
+    image = make_image(GEOMETRIES["identity"], size=(16, 16, 4))
+    files = write_dicom_series(image, tmp_path / "series_b", "1.2.826.0.1.3680043.8.498.73")
+    for file in files:
+        dataset = pydicom.dcmread(file)
+        dataset.AccessionNumber = "ACC778812"
+        dataset.InstitutionName = "St Elsewhere Hospital"
+        dataset.ReferringPhysicianName = "Kildare^James"
+        dataset.StudyID = "1"
+        dataset.save_as(file)
+    for given in ("acc778812 follow-up", "st elsewhere scan", "from Dr Kildare"):
+        with pytest.raises(InputError, match="identifying text"):
+            pool.add(tmp_path / "series_b", source_name=given)
+    assert pool.add(tmp_path / "series_b", source_name="site B, scan 1").source_name == "site B, scan 1"  # "1" is too short to count

@@ -18,8 +18,17 @@ import SimpleITK as sitk
 from VQSegCore.errors import InputError
 from VQSegCore.io.read import Volume
 
-# PatientName, PatientID, PatientBirthDate, OtherPatientIDs, OtherPatientNames.
-_PATIENT_TAGS = ("0010|0010", "0010|0020", "0010|0030", "0010|1000", "0010|1001")
+# The identifying text attributes of DICOM's basic de-identification profile (PS3.15 E.1) that hold
+# free text a user might copy into a name: the patient's names, ids, birth date, address and phone;
+# accession number and study id; institution, station and the physicians' and operators' names; dates.
+_PATIENT_TAGS = (
+    "0010|0010", "0010|0020", "0010|0030", "0010|1000", "0010|1001", "0010|1040", "0010|2154", "0010|1090",  # patient
+    "0008|0050", "0020|0010",  # AccessionNumber, StudyID
+    "0008|0080", "0008|0081", "0008|1010", "0008|1040",  # InstitutionName, -Address, StationName, InstitutionalDepartmentName
+    "0008|0090", "0008|1050", "0008|1070", "0008|1060",  # referring, performing, operators', reading physicians
+    "0008|0020", "0008|0021", "0008|0022", "0008|0023",  # study, series, acquisition, content dates
+)
+_MIN_IDENTIFIER = 4  # shorter values ("1", "CT") would match any name
 GENERIC_DICOM_NAME = "DICOM series"
 _MAX_SOURCE_NAME = 200
 
@@ -30,7 +39,8 @@ def source_name_for(volume: Volume, given: str | None = None) -> str:
     if given is not None:
         name = " ".join(given.split())[:_MAX_SOURCE_NAME]
         if _mentions(name, identifiers):
-            raise InputError("--source-name contains the patient's name, id or birth date from the DICOM headers",
+            raise InputError("--source-name contains identifying text from the DICOM headers (the patient's name, id or birth date, "
+                             "an accession number, an institution, a physician or a date)",
                              "the pool must not hold patient-identifying text; give a neutral name such as 'site A, scan 3'")
         return name
     base = _base_name(volume)
@@ -78,7 +88,7 @@ def _identifier_parts(value: str) -> list[str]:
     if not value:
         return []
     parts = [value] + [part for part in re.split(r"[\^\s,=\\]+", value) if len(part) >= 3]
-    return list(dict.fromkeys(parts))
+    return [part for part in dict.fromkeys(parts) if len(_squeeze(part)) >= _MIN_IDENTIFIER or part != value]
 
 
 def _mentions(text: str, identifiers: list[str]) -> bool:
