@@ -60,3 +60,12 @@ def test_header_geometry_faults_and_link_loops_get_their_own_message(tmp_path):
     (tmp_path / "loop.nrrd").symlink_to(tmp_path / "loop.nrrd")
     with pytest.raises(InputError, match="loop of links"):
         read_volume(tmp_path / "loop.nrrd")
+
+
+def test_an_nrrd_header_error_names_its_cause(tmp_path):
+    from VQSegCore.io import read_volume
+
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((4, 5, 6), np.int16)), str(tmp_path / "plain.nrrd"))
+    (tmp_path / "bad.nrrd").write_bytes((tmp_path / "plain.nrrd").read_bytes().replace(b"type: short", b"type: foo"))
+    with pytest.raises(InputError, match='parse type "foo"'):
+        read_volume(tmp_path / "bad.nrrd")

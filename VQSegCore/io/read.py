@@ -181,6 +181,10 @@ def _header_geometry_problem(reader: sitk.ImageFileReader) -> str | None:
 def _itk_reason(error: RuntimeError) -> str:
     """The last meaningful line of an ITK exception, without file/line noise."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip() and "No such file or directory" not in line]
+    # NRRD's reader ends "Error reading X:" and puts the cause in the teem lines after it; the last is the most specific.
+    teem = [line for line in lines if line.startswith("[nrrd]")]
+    if teem:
+        return teem[-1].split(":", 1)[-1].strip()
     for line in reversed(lines):
         if "itk::ERROR" in line or "Description:" in line:
             return line.split(":", 1)[-1].strip() if "Description:" in line else line
