@@ -17,7 +17,6 @@ leaves no half version. Shipped defaults (Resources/Models/<name>) are listed re
 from __future__ import annotations
 
 import datetime
-import fcntl
 import hashlib
 import json
 import os
@@ -31,6 +30,7 @@ from pathlib import Path
 
 from VQSegCore.atomic import fsync_path, write_bytes_atomic, write_json_atomic, write_text_atomic
 from VQSegCore.errors import InputError
+from VQSegCore.file_lock import try_lock, unlock
 from VQSegCore.model.card_check import MAX_CARD_BYTES, MAX_WEIGHTS_BYTES, check_weights, config_from_card, parse_card
 from VQSegCore.model.persistence import CARD_FILE, WEIGHTS_FILE, read_card, read_card_fields, save_model
 from VQSegCore.models.locate import ACTIVE_FILE, SHIPPED, read_active_pointer, shipped_models_dir
@@ -260,18 +260,14 @@ class ModelStore:
                 shutil.rmtree(stale, ignore_errors=True)
         with open(folder / LOCK_FILE, "a+") as handle:
             deadline = time.monotonic() + LOCK_TIMEOUT_S
-            while True:
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise InputError(f"the model store {folder} is busy (locked by another process)", "try again when it finishes") from None
-                    time.sleep(0.05)
+            while not try_lock(handle.fileno()):
+                if time.monotonic() > deadline:
+                    raise InputError(f"the model store {folder} is busy (locked by another process)", "try again when it finishes")
+                time.sleep(0.05)
             try:
                 yield folder
             finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+                unlock(handle.fileno())
 
 
 def _next_version(folder: Path) -> str:

@@ -1,11 +1,11 @@
-"""The pool lock: `fcntl.flock` on `<pool>/.lock`, exclusive for writers, shared for readers.
+"""The pool lock: a file lock (file_lock.py) on `<pool>/.lock`, exclusive for writers, shared for readers.
 
     with PoolLock(layout.lock_file, timeout_s=60):            # add / update / remove / repair
         ...
     with PoolLock(layout.lock_file, timeout_s=60, shared=True):   # verify / export
         ...
 
-flock belongs to the open file, so the kernel releases it when the holder dies, even by SIGKILL:
+The lock belongs to the open file, so the system releases it when the holder dies, even by SIGKILL:
 a crashed writer never leaves the pool locked. Two handles in one process also exclude each other.
 Waiting longer than `timeout_s` raises InputError ("pool is busy", exit 2).
 """
@@ -13,13 +13,13 @@ Waiting longer than `timeout_s` raises InputError ("pool is busy", exit 2).
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import time
 from pathlib import Path
 from types import TracebackType
 
 from VQSegCore.errors import InputError
+from VQSegCore.file_lock import try_lock, unlock
 
 DEFAULT_LOCK_TIMEOUT_S = 60.0
 _POLL_S = 0.02
@@ -36,26 +36,21 @@ class PoolLock:
         fd = self._open()
         if fd is None:  # a read-only pool that nobody can change: nothing to exclude
             return self
-        mode = fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX
         deadline = time.monotonic() + self.timeout_s
-        while True:
-            try:
-                fcntl.flock(fd, mode | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    os.close(fd)
-                    raise InputError(
-                        f"pool {self.lock_file.parent} is busy: another vqseg process has held its lock for {self.timeout_s:g} s",
-                        "wait for the other pool command to finish and try again (or raise --lock-timeout)",
-                    ) from None
-                time.sleep(_POLL_S)
+        while not try_lock(fd, shared=self.shared):
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise InputError(
+                    f"pool {self.lock_file.parent} is busy: another vqseg process has held its lock for {self.timeout_s:g} s",
+                    "wait for the other pool command to finish and try again (or raise --lock-timeout)",
+                )
+            time.sleep(_POLL_S)
         self._fd = fd
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
         if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            unlock(self._fd)
             os.close(self._fd)
             self._fd = None
 
