@@ -32,3 +32,13 @@ def test_the_last_uncertainty_overlay_is_removed_and_forgotten(scene):
     scene.RemoveNode(unrelated)  # the user deleted the overlay: the tag points at nothing
     scene_helpers.removeUncertaintyOverlay(scene, segmentation)
     assert segmentation_tags.uncertaintyNodeIdOf(segmentation) == "" and isinstance(segmentation, slicer.vtkMRMLSegmentationNode)
+
+
+def test_the_uncertainty_overlay_draws_only_uncertain_voxels(scene):
+    overlay = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "uncertainty")
+    overlay.CreateDefaultDisplayNodes()
+    display = overlay.GetDisplayNode()
+    scene_helpers.showOnlyFrom(display, scene_helpers.UNCERTAINTY_SHOWN_FROM, 1.0)
+    assert display.GetApplyThreshold() == 1 and display.GetAutoThreshold() == 0
+    assert (display.GetLowerThreshold(), display.GetUpperThreshold()) == (scene_helpers.UNCERTAINTY_SHOWN_FROM, 1.0)
+    assert 0.0 < scene_helpers.UNCERTAINTY_SHOWN_FROM < 0.5

@@ -15,8 +15,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pydicom
-from pydicom.errors import InvalidDicomError
 
 # Relative spread of slice distances still called uniform (scanners round positions to ~0.01 mm).
 SPACING_RTOL = 0.01
@@ -28,6 +26,9 @@ _TAGS = ["ImagePositionPatient", "ImageOrientationPatient", "Rows", "Columns", "
 
 def series_problem(files: list[str] | tuple[str, ...]) -> str | None:
     """None when the slices make a uniform volume; otherwise a sentence naming the fault."""
+    import pydicom  # here, not at the top: reading NIfTI or NRRD must not need it
+    from pydicom.errors import InvalidDicomError
+
     headers = []
     for file in files:
         try:

@@ -9,6 +9,9 @@ from typing import Dict, List
 from VQSegLib import segmentation_tags
 
 HEAT_OVERLAY_OPACITY = 0.4
+# Uncertainty (normalised entropy, 0..1) below this is not drawn: PET-Heat maps 0 to black, so without a
+# threshold the overlay would darken every certain voxel of the CT at the overlay's opacity.
+UNCERTAINTY_SHOWN_FROM = 0.1
 
 
 def isInScene(node) -> bool:
@@ -52,7 +55,16 @@ def showAsHeatOverlay(overlayNode, backgroundNode, valueRange=(0.0, 1.0)) -> Non
     display.SetAndObserveColorNodeID(slicer.modules.colors.logic().GetPETColorNodeID(slicer.vtkMRMLPETProceduralColorNode.PETheat))
     display.AutoWindowLevelOff()
     display.SetWindowLevelMinMax(*valueRange)
+    showOnlyFrom(display, UNCERTAINTY_SHOWN_FROM, valueRange[1])
     slicer.util.setSliceViewerLayers(background=backgroundNode, foreground=overlayNode, foregroundOpacity=HEAT_OVERLAY_OPACITY)
+
+
+def showOnlyFrom(display, lower: float, upper: float) -> None:
+    """Draw only voxels in [lower, upper]: the scalar display node's threshold makes the others transparent
+    in the slice views (as the Volumes module's Threshold does)."""
+    display.AutoThresholdOff()
+    display.SetThreshold(lower, upper)
+    display.ApplyThresholdOn()
 
 
 def openInSegmentEditor(segmentationNode, volumeNode, segmentId=None) -> None:
