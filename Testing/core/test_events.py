@@ -45,3 +45,20 @@ def test_events_module_needs_only_the_standard_library():
     source = Path(events.__file__).read_text()
     imports = [line.split()[1] for line in source.splitlines() if line.startswith(("import ", "from "))]
     assert set(imports) <= {"__future__", "json", "math", "typing"}
+
+
+def test_the_training_bar_shows_loss_validation_dice_and_time_left_only():
+    import io
+
+    from VQSegCore.cli.reporting import HumanReporter
+
+    err, out = io.StringIO(), io.StringIO()
+    reporter = HumanReporter(err=err, out=out)
+    fields = dict(iteration=3, loss=0.51234, supervised=0.3, unsupervised=0.2, vq=0.01, pseudo_coverage=0.4, lr=1e-3,
+                  codebook_fraction=0.2, codebook_perplexity=31.2, qpm_candidates=8.0, val_dice=0.61, time_left_s=125.0)
+    reporter.progress("train", 3, 0, **fields)
+    reporter.close()
+    text = err.getvalue()
+    assert "loss=0.51234" in text and "val Dice=0.61" in text and "left=2:05" in text
+    for hidden in ("perplexity", "coverage", "unsupervised", "lr="):
+        assert hidden not in text

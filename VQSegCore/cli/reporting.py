@@ -100,7 +100,12 @@ class HumanReporter(Reporter):
             self._close_bar()
             self._bar = tqdm(total=event["total"], desc=event["stage"], file=self.err, leave=True, dynamic_ncols=True)
             self._bar_stage = event["stage"]
-        extra = {k: _short(v) for k, v in event.items() if k not in {"event", "stage", "done", "total", "eta_s"}}
+        shown = _BAR_FIELDS.get(event["stage"])
+        extra = {_BAR_NAMES.get(k, k): _short(v) for k, v in event.items()
+                 if k not in {"event", "stage", "done", "total", "eta_s"} and (shown is None or k in shown) and v is not None}
+        if "time_left_s" in extra:
+            extra["left"] = _minutes(event["time_left_s"])
+            del extra["time_left_s"]
         if extra:
             self._bar.set_postfix(extra, refresh=False)
         self._bar.update(event["done"] - self._bar.n)
@@ -117,6 +122,16 @@ class HumanReporter(Reporter):
         else:
             self.err.write(text + "\n")
             self.err.flush()
+
+
+# What a progress bar shows of a stage's fields (the rest stay in --events and the run's log): training
+# reports a dozen loss terms and code statistics per iteration, too many to read on one line.
+_BAR_FIELDS = {"train": ("loss", "val_dice", "time_left_s")}
+_BAR_NAMES = {"val_dice": "val Dice"}
+
+
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
 
 
 def _summary(values: dict, indent: int = 0) -> str:
