@@ -7,9 +7,11 @@ VQSegLib.segio; runs through VQSegLib.process; everything that can be tested wit
 Python 3.9 syntax (Slicer 5.8 may load it; 5.10 is the target).
 """
 
+import importlib
 import logging
 import os
 import shutil
+import sys
 from typing import Annotated, Callable, List, NamedTuple, Optional
 
 import ctk
@@ -192,6 +194,12 @@ class VQSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.removeObservers()
         if self.logic:
             self.logic.shutdown()
+
+    def onReload(self) -> None:
+        """Reload VQSegLib as well: Slicer's Reload re-reads only this file, so edits to the library would be ignored."""
+        for name in sorted((name for name in sys.modules if name == "VQSegLib" or name.startswith("VQSegLib.")), reverse=True):
+            importlib.reload(sys.modules[name])  # submodules first, the package last
+        ScriptedLoadableModuleWidget.onReload(self)
 
     def enter(self) -> None:
         self.initializeParameterNode()
@@ -586,7 +594,7 @@ class VQSegLogic(ScriptedLoadableModuleLogic):
     def __init__(self, runner: Optional[CliRunner] = None) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
         self.supportFolders = findSupportFolders(MODULE_FOLDER)
-        self.runs = RunController(runner or CliRunner(pythonExecutable(), self.supportFolders.coreSearchPath))
+        self.runs = RunController(runner or CliRunner(pythonExecutable, self.supportFolders.coreSearchPath))
         self._dependenciesReady = False
 
     @property

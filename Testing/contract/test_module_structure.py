@@ -56,3 +56,11 @@ def test_a_scene_close_cancels_a_running_segment_and_an_import_checks_that_its_n
     importer = functions["_importSegmentation"]
     assert "scene.isInScene(inputVolume)" in importer and "raise ValueError" in importer
     assert "scene.removeUncertaintyOverlay(" in importer  # no heat map of an earlier run over a new result
+
+
+def test_reload_reloads_the_library_before_the_module(moduleSource):
+    functions = {f.name: ast.unparse(f) for f in ast.walk(ast.parse(moduleSource)) if isinstance(f, ast.FunctionDef)}
+    reload = functions["onReload"]
+    assert "importlib.reload(sys.modules[name])" in reload and "'VQSegLib.'" in reload
+    assert reload.index("importlib.reload") < reload.index("ScriptedLoadableModuleWidget.onReload(self)")
+    assert "CliRunner(pythonExecutable," in moduleSource  # looked up per run, not once at start-up

@@ -54,6 +54,13 @@ def ensureCoreImportable(coreSearchPath: str) -> None:
 def pythonExecutable() -> str:
     """Slicer's own Python for the child process, so packages installed with pip_install are found.
 
-    Inside Slicer sys.executable is the PythonSlicer launcher; outside (tests) it is the running Python.
+    Asked for each run: inside Slicer the PythonSlicer launcher is on PATH, but sys.executable is the
+    Slicer application itself until Slicer has finished starting (running that with -m would open a
+    second Slicer). Outside Slicer (tests) it is the running Python.
     """
-    return sys.executable or shutil.which("PythonSlicer") or shutil.which("python3") or "python3"
+    launcher = shutil.which("PythonSlicer")
+    if launcher:
+        return launcher
+    if sys.executable and os.path.basename(sys.executable).lower().startswith("python"):
+        return sys.executable
+    return shutil.which("python3") or shutil.which("python") or "python3"

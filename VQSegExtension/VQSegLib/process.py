@@ -392,9 +392,13 @@ def _crashHint(code: int) -> str:
 
 
 class CliRunner:
-    """Starts CLI runs, one at a time, with `pythonExecutable -m VQSegCore`."""
+    """Starts CLI runs, one at a time, with `pythonExecutable -m VQSegCore`.
 
-    def __init__(self, pythonExecutable: str, coreSearchPath: str, environment: Optional[dict] = None, popen=subprocess.Popen):
+    `pythonExecutable` is a path, or a function asked again for each run (Slicer sets up its Python
+    launcher only after modules are created, so the answer at start-up may be wrong).
+    """
+
+    def __init__(self, pythonExecutable, coreSearchPath: str, environment: Optional[dict] = None, popen=subprocess.Popen):
         self.pythonExecutable = pythonExecutable
         self.coreSearchPath = coreSearchPath
         self.environment = dict(environment or {})
@@ -413,7 +417,8 @@ class CliRunner:
 
     def commandLine(self, arguments: List[str], cancelFile: str) -> List[str]:
         # Global options go before the command: `vqseg --events --cancel-file PATH segment ...`.
-        return [self.pythonExecutable, "-m", "VQSegCore", "--events", "--cancel-file", cancelFile, *[str(a) for a in arguments]]
+        python = self.pythonExecutable() if callable(self.pythonExecutable) else self.pythonExecutable
+        return [python, "-m", "VQSegCore", "--events", "--cancel-file", cancelFile, *[str(a) for a in arguments]]
 
     def childEnvironment(self) -> dict:
         environment = dict(os.environ)
@@ -431,12 +436,13 @@ class CliRunner:
         run = CliRun(workDir or self.createWorkDir(), onEvent=onEvent, onFinished=onFinished, keepWorkDir=keepWorkDir)
         if os.path.exists(run.cancelFile):
             os.remove(run.cancelFile)  # a reused folder must not cancel the new run at once
+        command = self.commandLine(arguments, run.cancelFile)
         try:
-            run._launch(self._popen, self.commandLine(arguments, run.cancelFile), self.childEnvironment())
+            run._launch(self._popen, command, self.childEnvironment())
         except OSError as problem:
             if not keepWorkDir:
                 run.cleanup()
-            raise CliRunnerError(f"Could not start VQSeg with {self.pythonExecutable}: {problem}") from problem
+            raise CliRunnerError(f"Could not start VQSeg with {command[0]}: {problem}") from problem
         self._activeRun = run
         return run
 
