@@ -32,6 +32,7 @@ Per-iteration cost is measured in a separate timing phase that interleaves the m
     .venv/bin/python benchmarks/acdc.py                              # everything; writes results/acdc_cpu.*
     .venv/bin/python benchmarks/acdc.py --labelled 3 --modes qpm supervised --seeds 0
     .venv/bin/python benchmarks/acdc.py --timing-only
+    .venv/bin/python benchmarks/acdc.py --labelled 3 --modes qpm --iterations 1600 --threads 1   # writes results/acdc_cpu_1600it.*
     .venv/bin/python benchmarks/acdc.py --ablation --labelled 3 --modes qpm --seeds 0   # writes results/acdc_cpu_ablation.*
     .venv/bin/python benchmarks/acdc.py --ablation baseline +range +ramp --labelled 3 --modes qpm --threads 1 &  # two side by side
     python benchmarks/acdc.py --protocol gpu --device cuda           # writes results/acdc_gpu.*
@@ -182,7 +183,7 @@ class _TimeRecorder:
 
 
 def run_folder(args, labelled: int, mode: str, seed: int, variant: str) -> Path:
-    suffix = "" if variant == "defaults" else "_" + variant.strip("+")
+    suffix = ("" if variant == "defaults" else "_" + variant.strip("+")) + (f"_{args.iterations}it" if args.iterations else "")
     return args.work / f"{args.protocol}_{labelled}_{mode}_{seed}{suffix}"
 
 
@@ -321,7 +322,8 @@ def main() -> int:
         torch.set_num_threads(args.threads)
     protocol = PROTOCOLS[args.protocol]
     ablation = args.ablation is not None
-    name = f"acdc_{args.protocol}" + ("_ablation" if ablation else "")
+    # Another schedule is another table: results/acdc_cpu_1600it.* beside the protocol's own.
+    name = f"acdc_{args.protocol}" + ("_ablation" if ablation else "") + (f"_{args.iterations}it" if args.iterations else "")
     variants = (args.ablation or ["baseline", *FIXES]) if ablation else [args.variant]
     result_path = args.out / f"{name}.json"
     previous = json.loads(result_path.read_text()) if result_path.is_file() else {}
@@ -357,7 +359,8 @@ def main() -> int:
         rescore_code_usage(args, runs, splits)
         save()
         return 0
-    if args.timing_only or (not timing and not ablation):  # the ablation's runs share the main file's timing
+    # The ablation and other schedules share the main file's per-step timing.
+    if args.timing_only or (not timing and not ablation and not args.iterations):
         timing = time_modes(args, protocol, args.timing_rounds, args.timing_steps)
         save()
         print(json.dumps(timing, indent=1), flush=True)
