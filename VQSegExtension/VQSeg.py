@@ -344,7 +344,14 @@ class VQSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._showStatus(str(problem))
 
     def _ensureDependencies(self) -> bool:
-        """Install VQSeg's Python packages on first use, after one confirmation; False if they are missing."""
+        """Install VQSeg's Python packages on first use, after one confirmation; False if they are missing.
+
+        The panel is busy meanwhile: pip keeps Slicer's event loop running, so without that a second
+        click could start a second install or a run on half-installed packages."""
+        if self._activeAction is not None:
+            return False
+        self._setBusy("install")
+        self._showStatus(_("Installing VQSeg's Python packages..."))
         try:
             with slicer.util.tryWithErrorDisplay(_("VQSeg's Python packages could not be installed."), waitCursor=False):
                 try:
@@ -354,6 +361,9 @@ class VQSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     return False
         except Exception:  # shown by tryWithErrorDisplay
             return False
+        finally:
+            self._setBusy(None)
+        self._showStatus("")
         if installed:
             slicer.util.infoDisplay(_("Installed: {packages}.\nIf VQSeg reports a missing or outdated package, restart Slicer.").format(
                 packages=", ".join(installed)), windowTitle=_("VQSeg"))

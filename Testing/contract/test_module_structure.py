@@ -64,3 +64,11 @@ def test_reload_reloads_the_library_before_the_module(moduleSource):
     assert "importlib.reload(sys.modules[name])" in reload and "'VQSegLib.'" in reload
     assert reload.index("importlib.reload") < reload.index("ScriptedLoadableModuleWidget.onReload(self)")
     assert "CliRunner(pythonExecutable," in moduleSource  # looked up per run, not once at start-up
+
+
+def test_the_panel_is_busy_while_packages_install(moduleSource):
+    functions = {f.name: ast.unparse(f) for f in ast.walk(ast.parse(moduleSource)) if isinstance(f, ast.FunctionDef)}
+    install = functions["_ensureDependencies"]
+    assert "if self._activeAction is not None:\n        return False" in install  # no second install, no run meanwhile
+    assert install.index("self._setBusy('install')") < install.index("self.logic.ensureDependencies()")
+    assert "finally:\n        self._setBusy(None)" in install
