@@ -1,7 +1,7 @@
 """The class table: one ordered list of segment classes shared by models, outputs and the pool.
 
 Label value 0 is always background and is not listed. Segments are identified by `id`, never by
-display name, so a user renaming a segment in Slicer cannot shift label values (DESIGN §3.3).
+display name, so a user renaming a segment in Slicer cannot shift label values (docs/architecture.md §3.3).
 Terminology strings use Slicer's `TerminologyEntry` format:
 `context~category~type~typeModifier~anatomicContext~region~regionModifier`, codes as `scheme^value^meaning`.
 """

@@ -1,4 +1,4 @@
-"""The exceptions that decide the CLI's exit code (DESIGN §3.1).
+"""The exceptions that decide the CLI's exit code (docs/architecture.md §3.1).
 
 `InputError` (exit 2) is anything the user can fix: a bad file, a bad argument, a full disk.
 `Cancelled` (exit 3) is a cooperative cancel. Every other exception is a bug (exit 1).

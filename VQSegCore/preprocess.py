@@ -1,4 +1,4 @@
-"""The one place that maps a volume to the model's slice grid and back (DESIGN §3.2).
+"""The one place that maps a volume to the model's slice grid and back (docs/architecture.md §3.2).
 
 Training calls `to_model_grid` to make slices; inference calls it too, runs the model on the
 slices and maps the outputs back with `from_model_grid` / `probabilities_to_label`. The output

@@ -1,7 +1,7 @@
 """VQSeg: segment lung tumours in CT, correct them, collect the corrections, fine-tune with one button.
 
 The module is thin glue around the `VQSegCore` command line, which runs as a child process
-(DESIGN §1): the GUI never imports torch, stays responsive, and can cancel. Files go through
+(docs/architecture.md §1): the GUI never imports torch, stays responsive, and can cancel. Files go through
 VQSegLib.segio; runs through VQSegLib.process; everything that can be tested without Slicer
 (argument lists, ROI boxes, result texts, folders) lives in small VQSegLib modules.
 Python 3.9 syntax (Slicer 5.8 may load it; 5.10 is the target).

@@ -1,4 +1,4 @@
-"""The CLI contract (DESIGN §3.1): exit codes 0/1/2/3, JSON-only stdout with --events, help and info."""
+"""The CLI contract (docs/architecture.md §3.1): exit codes 0/1/2/3, JSON-only stdout with --events, help and info."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""VQSegCore.preprocess: the volume ↔ model slice grid mapping (DESIGN §3.2)."""
+"""VQSegCore.preprocess: the volume ↔ model slice grid mapping (docs/architecture.md §3.2)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The command framework: parse arguments, pick a reporter, run a command, map outcomes to exit codes.
 
-Exit codes (DESIGN §3.1): 0 success; 2 bad input or arguments; 3 cancelled; 1 a bug.
+Exit codes (docs/architecture.md §3.1): 0 success; 2 bad input or arguments; 3 cancelled; 1 a bug.
 In `--events` mode stdout carries only events: anything else written to stdout — by Python code
 or by a C library — is redirected to stderr for the duration of the command.
 """

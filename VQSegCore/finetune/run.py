@@ -198,7 +198,7 @@ def _prepare(pool_folder: Path, store: ModelStore, model_name: str, resume: bool
         try:
             _write_run_inputs(run, pool, store, model_name, skip_damaged)
         except BaseException:
-            _discard_run(run)  # bad input writes nothing (DESIGN 3.1), and --resume must not find it
+            _discard_run(run)  # bad input writes nothing (docs/architecture.md §3.1), and --resume must not find it
             raise
     return _plan_of(run, store, model_name)
 

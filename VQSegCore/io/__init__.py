@@ -1,4 +1,4 @@
-"""Volume and label-map I/O. SimpleITK is the single source of truth for geometry (DESIGN §3.2)."""
+"""Volume and label-map I/O. SimpleITK is the single source of truth for geometry (docs/architecture.md §3.2)."""
 
 from VQSegCore.io.geometry import Geometry, assert_same_geometry, ijk_to_lps
 from VQSegCore.io.read import SUPPORTED_INPUTS, Volume, read_label_map, read_volume

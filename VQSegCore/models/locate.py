@@ -4,7 +4,7 @@
     folder = locate_model("lung-lesion")            # its active version, else the shipped default
     folder = locate_model(None)                     # the default model
 
-Store layout (DESIGN §3.5): `$VQSEG_HOME/models/<name>/v0001/` … with an `active` file naming the
+Store layout (docs/architecture.md §3.5): `$VQSEG_HOME/models/<name>/v0001/` … with an `active` file naming the
 version in use. Shipped defaults: `Resources/Models/<name>/` (read-only, no versions).
 """
 

@@ -7,7 +7,7 @@
     store.export_version("lung-lesion", "v0002", "v2.vqseg.tar")   # card + safetensors, no pickle
     store.import_version("v2.vqseg.tar", name="lung-lesion")
 
-Layout (DESIGN §3.5): `<root>/<name>/v0001/` holds `weights.safetensors`, `card.json` (save_model)
+Layout (docs/architecture.md §3.5): `<root>/<name>/v0001/` holds `weights.safetensors`, `card.json` (save_model)
 and `store.json` (status "candidate" | "promoted", the reason, when); `<name>/active` names the
 version in use; `<name>/activations.jsonl` logs every activation (rollback walks it back).
 A version folder is built under a temporary name and renamed into place, so a killed write

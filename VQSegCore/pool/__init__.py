@@ -1,4 +1,4 @@
-"""The training pool: corrected (and uncorrected) cases collected for fine-tuning (DESIGN §3.4).
+"""The training pool: corrected (and uncorrected) cases collected for fine-tuning (docs/architecture.md §3.4).
 
     from VQSegCore.pool import Pool
     pool, created = Pool.open_or_create("/data/pools/pilot")

@@ -1,7 +1,7 @@
 """The class table and version name of the model that made a segmentation, read from its card.
 
 `vqseg segment`'s result names the model folder it used ("model"); that folder holds card.json
-(DESIGN §3.5) whose config carries the class table (value, id, name, colour, terminology).
+(docs/architecture.md §3.5) whose config carries the class table (value, id, name, colour, terminology).
 Reading it from the very folder that segmented, instead of asking `models show` beforehand,
 means the segments always match the labels, even if another version became active meanwhile.
 Pool tables are in the pool's pool.json. Plain JSON: nothing here imports torch, slicer or qt.

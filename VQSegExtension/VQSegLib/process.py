@@ -1,7 +1,7 @@
 """Run the VQSeg command line as a child process without freezing Slicer.
 
 The Slicer module starts `<python> -m VQSegCore --events --cancel-file <workDir>/cancel <command> ...`
-(DESIGN.md §3.1) through a `CliRunner`. Two daemon threads read the child's stdout and stderr
+(docs/architecture.md §3.1) through a `CliRunner`. Two daemon threads read the child's stdout and stderr
 into a queue; they never touch Qt. Everything else happens in `CliRun.poll()`, which the caller
 runs on the main thread (a qt.QTimer in the widget, or `wait()` in scripts and tests): it turns
 stdout lines into events, calls the callbacks, enforces the cancel deadline and moves the state

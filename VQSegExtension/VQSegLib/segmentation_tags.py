@@ -1,7 +1,7 @@
 """What the module remembers on a segmentation node, as node attributes (saved with the scene).
 
   VQSeg.Classes     the class table the segments were built from (JSON): export uses the same
-                    ordered table, so label values never drift (DESIGN §3.3)
+                    ordered table, so label values never drift (docs/architecture.md §3.3)
   VQSeg.DraftPath   the kept copy of the model's untouched label map (drafts.py)
   VQSeg.DraftModel  the model version that made it, e.g. lung-lesion@v0003
   VQSeg.Pool        the pool that holds this case, and
