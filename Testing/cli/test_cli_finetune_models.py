@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from conftest import store_with_active_version
 from VQSegCore.model import VQSegConfig, build_model
 from VQSegCore.models import ModelStore
 
@@ -73,10 +74,7 @@ def test_finetune_help_states_the_library_defaults():
 
 def test_a_damaged_active_pointer_is_a_clear_error_that_activate_repairs(cli, tmp_path):
     env = {"VQSEG_HOME": str(tmp_path / "home")}
-    store = ModelStore(tmp_path / "home" / "models")
-    torch.manual_seed(0)
-    store.add_version("lung", build_model(TINY))
-    store.activate("lung", "v0001")
+    store = store_with_active_version(tmp_path / "home" / "models")
     (tmp_path / "ct.nii.gz").write_bytes(b"")
     for junk in (b"\x1f\x8b\x08\x00\xff\xfe binary", b"../../etc/passwd\n"):
         (store.root / "lung" / "active").write_bytes(junk)

@@ -15,10 +15,10 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from conftest import GEOMETRIES, make_image
+from conftest import GEOMETRIES, make_image, pool_with_one_case
 from VQSegCore.errors import InputError
 from VQSegCore.io import write as write_module
-from VQSegCore.io.write import write_image, write_label_map
+from VQSegCore.io.write import write_image
 from VQSegCore.model import VQSegConfig, build_model, save_model
 from VQSegCore.model.config import PreprocessingConfig
 from VQSegCore.pool import Pool
@@ -84,11 +84,7 @@ def test_segment_with_uncertainty_on_a_nearly_full_disk(cli, tmp_path, small_dis
 
 
 def test_pool_add_on_a_full_disk_leaves_the_pool_intact(cli, tmp_path, small_disk):
-    image = make_image(GEOMETRIES["identity"], size=(16, 16, 4))
-    label = np.zeros((4, 16, 16), np.uint8)
-    label[1:3, 4:9, 4:9] = 1
-    pool, _ = Pool.open_or_create(small_disk / "pool")
-    pool.add(write_image(image, tmp_path / "i.nii.gz"), label=write_label_map(label, image, tmp_path / "l.nii.gz"))
+    pool_with_one_case(small_disk / "pool", tmp_path)
     big = write_image(make_image(GEOMETRIES["identity"], size=(128, 128, 40), seed=3), tmp_path / "big.nii.gz")
     fill(small_disk, 64 * 1024)
     run = cli("pool", "add", big, "--pool", small_disk / "pool", "--events")

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 import pytest
 import torch
 
-from conftest import GEOMETRIES, make_image
-from VQSegCore.io.write import write_image, write_label_map
+from conftest import GEOMETRIES, make_image, pool_with_one_case, store_with_active_version
+from VQSegCore.io.write import write_image
 from VQSegCore.model import VQSegConfig, build_model
-from VQSegCore.models import ModelStore
-from VQSegCore.pool import Pool
 
 TINY = VQSegConfig(unet_base_width=4, unet_depth=2, codebook_size=16)
 
@@ -63,11 +60,7 @@ def test_two_outputs_of_synth_on_one_file_exit_2(cli, tmp_path):
 
 
 def test_pool_export_cannot_replace_the_pool_file_nor_write_into_the_pool(cli, tmp_path, ct):
-    image = make_image(GEOMETRIES["identity"], size=(16, 16, 4))
-    label = np.zeros((4, 16, 16), np.uint8)
-    label[1:3, 4:9, 4:9] = 1
-    pool, _ = Pool.open_or_create(tmp_path / "pool")
-    pool.add(write_image(image, tmp_path / "i.nii.gz"), label=write_label_map(label, image, tmp_path / "l.nii.gz"))
+    pool_with_one_case(tmp_path / "pool", tmp_path)
     before = snapshot(tmp_path / "pool")
     for target in (tmp_path / "pool" / "pool.json", tmp_path / "pool" / "cases" / "spec.json", tmp_path / "pool" / "spec.json"):
         run = cli("pool", "export", "--pool", tmp_path / "pool", "--out", target, "--events")
@@ -79,10 +72,7 @@ def test_pool_export_cannot_replace_the_pool_file_nor_write_into_the_pool(cli, t
 
 def test_models_export_cannot_write_into_the_store(cli, tmp_path):
     env = {"VQSEG_HOME": str(tmp_path / "home")}
-    store = ModelStore(tmp_path / "home" / "models")
-    torch.manual_seed(0)
-    store.add_version("lung", build_model(TINY))
-    store.activate("lung", "v0001")
+    store = store_with_active_version(tmp_path / "home" / "models")
     before = snapshot(store.root)
     targets = [store.root / "lung" / "active", store.root / "lung" / "v0001" / "card.json", store.root / "lung" / "x.tar",
                store.root / "new.tar"]
