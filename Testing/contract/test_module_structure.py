@@ -72,3 +72,12 @@ def test_the_panel_is_busy_while_packages_install(moduleSource):
     assert "if self._activeAction is not None:\n        return False" in install  # no second install, no run meanwhile
     assert install.index("self._setBusy('install')") < install.index("self.logic.ensureDependencies()")
     assert "finally:\n        self._setBusy(None)" in install
+
+
+def test_the_self_test_never_installs_under_ctest(moduleSource):
+    functions = {f.name: ast.unparse(f) for f in ast.walk(ast.parse(moduleSource)) if isinstance(f, ast.FunctionDef)}
+    loop = functions["test_SegmentCorrectCollectFinetune"]
+    guard = loop.index("if slicer.app.testingEnabled():")
+    assert guard < loop.index("self.skipTest(") < loop.index("logic.ensureDependencies()")
+    assert "else:\n        logic.ensureDependencies()" in loop  # installs only when run by hand
+    assert "ensureDependencies" not in functions["test_RoiBox"] + functions["runTest"]
