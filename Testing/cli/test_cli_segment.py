@@ -144,3 +144,15 @@ def test_bad_inputs_exit_2(cli, tmp_path, model_dir):
                   env={"VQSEG_HOME": str(tmp_path / "home")})
     assert unknown.returncode == 2 and "no-such-model" in unknown.last["message"]
     assert not list(tmp_path.glob("x.*"))
+
+
+def test_dicom_seg_without_a_new_enough_pydicom_is_refused_before_any_work(monkeypatch):
+    from importlib import metadata
+
+    from VQSegCore.cli.commands import segment
+
+    real = metadata.version
+    monkeypatch.setattr(metadata, "version", lambda name: "2.4.4" if name == "pydicom" else real(name))
+    assert segment._dicom_seg_missing() == "pydicom >= 3.0.1; 2.4.4 is installed"
+    monkeypatch.setattr(metadata, "version", real)
+    assert segment._dicom_seg_missing() is None

@@ -3,8 +3,13 @@
 Checks read distribution metadata only: importing a package (torch above all) can lock its
 files and block a later upgrade, and costs seconds. PyTorch comes from the PyTorch extension
 (PyTorchUtils picks the build that matches the GPU driver) and is installed before anything
-that depends on it, so pip cannot pull a generic torch in as a dependency. Packages that
-Slicer ships are never replaced. `slicer` is imported only inside `installMissing`.
+that depends on it, so pip cannot pull a generic torch in as a dependency. Nothing already
+installed is ever replaced: pip runs with a constraints file pinning every installed distribution
+(Slicer's own packages, the PyTorch extension's torch build), so it may only add packages, and
+picks versions of them that fit what is there (e.g. a MONAI that accepts the installed torch).
+DICOM SEG export needs pydicom >= 3.0.1; where Slicer ships an older pydicom (5.10 ships 2.4.4) its
+two packages are left out, which the user is told: everything else works, and segmentations are
+written as .seg.nrrd. `slicer` is imported only inside `installMissing`.
 Python 3.9 syntax (Slicer 5.8).
 """
 
@@ -13,11 +18,13 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import inspect
+import os
 import re
+import tempfile
 from typing import Callable, List, Optional, Tuple
 
 # The core's dependencies (pyproject.toml [project] dependencies) without torch; a test keeps
-# the two lists equal.
+# CORE_REQUIREMENTS + DICOM_SEG_REQUIREMENTS equal to them.
 CORE_REQUIREMENTS = [
     "numpy>=1.24",
     "SimpleITK>=2.3",
@@ -26,10 +33,10 @@ CORE_REQUIREMENTS = [
     "tqdm>=4.60",
     "scipy>=1.10",
     "monai[scipy]>=1.4",
-    "highdicom>=0.28",
-    "pydicom>=3.0.1",
     "matplotlib>=3.8",
 ]
+# Only DICOM SEG export (`vqseg segment -o x.dcm`) needs these; highdicom >= 0.28 needs pydicom >= 3.0.1.
+DICOM_SEG_REQUIREMENTS = ["highdicom>=0.28", "pydicom>=3.0.1"]
 TORCH_REQUIREMENT = "torch>=2.4"
 
 # Slicer bundles these and its own modules depend on them: use what is there, never reinstall.
@@ -204,8 +211,17 @@ def installMissing(requirements: Optional[List[str]] = None, confirm: Optional[C
     """
     import slicer  # only here: the rest of this module works without Slicer
 
+    notes = []
+    if requirements is None:
+        requirements = list(CORE_REQUIREMENTS)
+        shippedPydicom = installedVersion("pydicom")
+        if shippedPydicom is not None and not _safelySatisfies(shippedPydicom, parseRequirement("pydicom>=3.0.1")[1]):
+            notes.append(f"DICOM SEG export, which needs pydicom >= 3.0.1 (this Slicer ships pydicom {shippedPydicom}, "
+                         "which is kept): VQSeg writes segmentations as .seg.nrrd instead")
+        else:
+            requirements += DICOM_SEG_REQUIREMENTS
     pipRequirements = []
-    for requirement in CORE_REQUIREMENTS if requirements is None else requirements:
+    for requirement in requirements:
         if normalizeName(parseRequirement(requirement)[0]) == "torch":
             torchRequirement = requirement  # a torch entry in the list sets the version to ask for
         else:
@@ -227,6 +243,7 @@ def installMissing(requirements: Optional[List[str]] = None, confirm: Optional[C
     text = ("VQSeg needs these Python packages, which will be downloaded and installed now:\n  "
             + "\n  ".join(items)
             + ("\n\nNot replaced:\n  " + "\n  ".join(kept) if kept else "")
+            + ("\n\nLeft out:\n  " + "\n  ".join(notes) if notes else "")
             + "\n\nThis can take several minutes. Install them?")
     ask = confirm if confirm is not None else slicer.util.confirmOkCancelDisplay
     if not ask(text):
@@ -242,9 +259,25 @@ def installMissing(requirements: Optional[List[str]] = None, confirm: Optional[C
             raise DependencyError("PyTorch was not installed; install it in the 'PyTorch Util' module and try again.")
         installed.append(torchRequirement)
     if toInstall:
-        _pipInstall(slicer.util.pip_install, toInstall)
+        with tempfile.TemporaryDirectory(prefix="VQSeg-pip-") as folder:
+            constraints = os.path.join(folder, "constraints.txt")
+            with open(constraints, "w", encoding="utf-8") as handle:
+                handle.write(constraintsText(exclude=[parseRequirement(r)[0] for r in toInstall]))
+            _pipInstall(slicer.util.pip_install, toInstall, constraints)
         installed += toInstall
     return installed
+
+
+def constraintsText(exclude: List[str] = ()) -> str:
+    """`name==version` for every installed distribution but `exclude` (what is being installed or
+    upgraded): pip may add packages but never change these."""
+    excluded = {normalizeName(name) for name in exclude}
+    pins = {}
+    for distribution in importlib.metadata.distributions():
+        name, version = distribution.metadata["Name"], distribution.version
+        if name and version and normalizeName(name) not in excluded:
+            pins[normalizeName(name)] = f"{normalizeName(name)}=={version}"
+    return "".join(line + "\n" for _name, line in sorted(pins.items()))
 
 
 def _pyTorchLogic():
@@ -256,12 +289,13 @@ def _pyTorchLogic():
     return PyTorchUtils.PyTorchUtilsLogic()
 
 
-def _pipInstall(pipInstall, requirements: List[str]) -> None:
-    # Slicer <= 5.11: pip_install(requirements); 5.12+: pip_install(requirements, **kwargs) with a progress dialog.
-    if _acceptsKeyword(pipInstall, "requester"):
-        pipInstall(list(requirements), requester="VQSeg")
+def _pipInstall(pipInstall, requirements: List[str], constraints: str) -> None:
+    # Slicer <= 5.11: pip_install(arguments), a list of pip command-line arguments, so the constraints
+    # file goes in as "-c FILE"; 5.12+: pip_install(requirements, constraints=FILE, requester=...) with a progress dialog.
+    if _acceptsKeyword(pipInstall, "constraints"):
+        pipInstall(list(requirements), constraints=constraints, requester="VQSeg")
     else:
-        pipInstall(list(requirements))
+        pipInstall(["-c", constraints, *requirements])
 
 
 def _acceptsKeyword(function, keyword: str) -> bool:

@@ -26,6 +26,20 @@ DICOM_SEG_SUFFIX = ".dcm"
 _NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|infinity|nan)$", re.IGNORECASE)
 
 
+def _dicom_seg_missing() -> str | None:
+    """What DICOM SEG export lacks (Slicer 5.10 ships pydicom 2.4, too old for highdicom), or None."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for name, lowest in (("highdicom", (0, 28)), ("pydicom", (3, 0, 1))):
+        try:
+            found = tuple(int(part) for part in re.findall(r"\d+", version(name))[:len(lowest)])
+        except PackageNotFoundError:
+            return f"{name} >= {'.'.join(map(str, lowest))}, which is not installed"
+        if found < lowest:
+            return f"{name} >= {'.'.join(map(str, lowest))}; {version(name)} is installed"
+    return None
+
+
 def register(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "segment",
@@ -78,6 +92,9 @@ def run(args: argparse.Namespace, context) -> dict:
 
     started = time.perf_counter()
     dicom_seg = str(args.output).lower().endswith(DICOM_SEG_SUFFIX)
+    if dicom_seg and (missing := _dicom_seg_missing()):
+        raise InputError(f"{args.output}: DICOM SEG output needs {missing}", "install it (pip install 'highdicom>=0.28' 'pydicom>=3.0.1'), "
+                         "or write .seg.nrrd or .nii.gz instead")
     if not dicom_seg:
         output_format(args.output)
     outputs = [args.output] + [p for p in (args.probabilities, args.uncertainty) if p]
