@@ -255,6 +255,7 @@ class VQSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.finetuneButton.text = _("Cancel") if self._activeAction == "finetune" else _("Fine-tune")
         self.ui.finetuneButton.enabled = self._activeAction == "finetune" or (not busy and bool(node and node.poolName))
         self.ui.correctButton.enabled = bool(segmentation)
+        self.ui.show3DButton.setSegmentationNode(segmentation)  # the button is off without a node
         self.ui.addToPoolButton.enabled = not busy and madeByVQSeg
         self.ui.addUnlabeledButton.enabled = not busy and hasDraft
         for button in (self.ui.refreshPoolButton, self.ui.refreshModelsButton, self.ui.activateVersionButton, self.ui.rollbackButton):

@@ -36,6 +36,14 @@ def test_doctored_bindings_are_caught(moduleSource, uiText):
 
 def test_node_selectors_get_the_scene(uiText):
     widgets = checks.uiWidgets(uiText)
-    selectors = {name for name, widgetClass in widgets.items() if widgetClass.startswith("qMRML") and widgetClass != "qMRMLWidget"}
+    # qMRMLSegmentationShow3DButton has no scene: it is given its segmentation node (VQSeg.py, _updateGuiState).
+    selectors = {name for name, widgetClass in widgets.items()
+                 if widgetClass.startswith("qMRML") and widgetClass not in ("qMRMLWidget", "qMRMLSegmentationShow3DButton")}
     assert selectors and selectors <= checks.uiSceneConnections(uiText)
     assert widgets["VQSeg"] == "qMRMLWidget"
+
+
+def test_show_3d_follows_the_segmentation(uiText, moduleSource):
+    assert checks.uiWidgets(uiText)["show3DButton"] == "qMRMLSegmentationShow3DButton"
+    assert "<class>qMRMLSegmentationShow3DButton</class>" in uiText and "<header>qMRMLSegmentationShow3DButton.h</header>" in uiText
+    assert "self.ui.show3DButton.setSegmentationNode(segmentation)" in moduleSource
