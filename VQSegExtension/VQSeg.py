@@ -185,6 +185,8 @@ class VQSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.refreshModelsButton.connect("clicked(bool)", self.onRefreshModels)
         self.ui.activateVersionButton.connect("clicked(bool)", self.onActivateVersion)
         self.ui.rollbackButton.connect("clicked(bool)", self.onRollback)
+        self.ui.openReportButton.connect("clicked(bool)", self.onOpenReport)
+        self.ui.openHomeFolderButton.connect("clicked(bool)", self.onOpenHomeFolder)
         self.ui.modelSelector.connect("currentIndexChanged(int)", self.onModelSelected)
         self.ui.homeFolderPathLineEdit.connect("currentPathChanged(QString)", self.onHomeFolderChanged)
 
@@ -498,6 +500,7 @@ class VQSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                          self._onModelsListed)
 
     def _onModelsListed(self, run, listResult) -> None:
+        self._lastModelsList = listResult
         self._fillModelSelector(listResult)
         name = cli_arguments.modelName(self._parameterNode.modelName if self._parameterNode else "")
         self._fillTable(self.ui.modelVersionsTable, result_text.modelRows(listResult, name))
@@ -513,6 +516,21 @@ class VQSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         name = cli_arguments.modelName(self._parameterNode.modelName)
         self._changeActiveVersion(lambda onCompleted: self.logic.activateVersion(
             name, item.text(), onCompleted=onCompleted, waitForCompletion=False))
+
+    def onOpenReport(self) -> None:
+        row = self.ui.modelVersionsTable.currentRow()
+        item = self.ui.modelVersionsTable.item(row, 0) if row >= 0 else None
+        name = cli_arguments.modelName(self._parameterNode.modelName if self._parameterNode else "")
+        target = result_text.versionReport(getattr(self, "_lastModelsList", None), name, item.text()) if item else None
+        if target is None:
+            slicer.util.warningDisplay(_("Select a version in the table first (Refresh lists them)."), windowTitle=_("VQSeg"))
+            return
+        qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(target))
+
+    def onOpenHomeFolder(self) -> None:
+        folder = self.logic.homeFolder()
+        os.makedirs(folder, exist_ok=True)
+        qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(folder))
 
     def onRollback(self) -> None:
         name = cli_arguments.modelName(self._parameterNode.modelName)

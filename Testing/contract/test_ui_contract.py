@@ -47,3 +47,11 @@ def test_show_3d_follows_the_segmentation(uiText, moduleSource):
     assert checks.uiWidgets(uiText)["show3DButton"] == "qMRMLSegmentationShow3DButton"
     assert "<class>qMRMLSegmentationShow3DButton</class>" in uiText and "<header>qMRMLSegmentationShow3DButton.h</header>" in uiText
     assert "self.ui.show3DButton.setSegmentationNode(segmentation)" in moduleSource
+
+
+def test_open_report_and_home_folder_buttons_are_connected(uiText, moduleSource):
+    widgets = checks.uiWidgets(uiText)
+    assert widgets["openReportButton"] == "QPushButton" and widgets["openHomeFolderButton"] == "QPushButton"
+    assert 'self.ui.openReportButton.connect("clicked(bool)", self.onOpenReport)' in moduleSource
+    assert 'self.ui.openHomeFolderButton.connect("clicked(bool)", self.onOpenHomeFolder)' in moduleSource
+    assert "qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(" in moduleSource

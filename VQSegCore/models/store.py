@@ -62,7 +62,7 @@ class VersionInfo:
         """One line's worth: everything but per-case metrics (`models show` has those)."""
         scalars = {key: value for key, value in self.metrics.items() if not isinstance(value, (dict, list))}
         return {"version": self.version, "status": self.status, "active": self.active, "created": self.created,
-                "parent": self.parent, "reason": self.reason, "metrics": scalars}
+                "parent": self.parent, "reason": self.reason, "path": str(self.path), "metrics": scalars}
 
     def to_dict(self) -> dict:
         return {"name": self.name, "version": self.version, "path": str(self.path), "status": self.status, "active": self.active,

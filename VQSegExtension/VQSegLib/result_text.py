@@ -5,6 +5,7 @@ the widget only copies strings into Qt widgets. Missing keys never raise: an old
 may leave a field out, and a blank cell is better than a broken panel.
 """
 
+import os
 from typing import Dict, List, Optional, Tuple
 
 from VQSegLib.process import describeProgress
@@ -87,6 +88,15 @@ def poolSummary(poolListResult: Optional[dict]) -> str:
 def modelVersions(modelsListResult: Optional[dict], modelName: str) -> List[dict]:
     versions = ((modelsListResult or {}).get("models") or {}).get(modelName) or []
     return [v for v in versions if isinstance(v, dict)]
+
+
+def versionReport(modelsListResult: Optional[dict], modelName: str, version: str) -> Optional[str]:
+    """What to open for a version: its report.md when fine-tuning wrote one, else its folder; None if unknown."""
+    for entry in modelVersions(modelsListResult, modelName):
+        if str(entry.get("version")) == version and entry.get("path"):
+            report = os.path.join(str(entry["path"]), "report.md")
+            return report if os.path.isfile(report) else str(entry["path"])
+    return None
 
 
 def activeVersion(modelsListResult: Optional[dict], modelName: str) -> Optional[str]:
