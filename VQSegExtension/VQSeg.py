@@ -186,6 +186,7 @@ class VQSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.activateVersionButton.connect("clicked(bool)", self.onActivateVersion)
         self.ui.rollbackButton.connect("clicked(bool)", self.onRollback)
         self.ui.openReportButton.connect("clicked(bool)", self.onOpenReport)
+        self.ui.roiSelector.connect("nodeAddedByUser(vtkMRMLNode*)", self.onRoiCreated)
         self.ui.openHomeFolderButton.connect("clicked(bool)", self.onOpenHomeFolder)
         self.ui.modelSelector.connect("currentIndexChanged(int)", self.onModelSelected)
         self.ui.homeFolderPathLineEdit.connect("currentPathChanged(QString)", self.onHomeFolderChanged)
@@ -516,6 +517,14 @@ class VQSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         name = cli_arguments.modelName(self._parameterNode.modelName)
         self._changeActiveVersion(lambda onCompleted: self.logic.activateVersion(
             name, item.text(), onCompleted=onCompleted, waitForCompletion=False))
+
+    def onRoiCreated(self, roiNode) -> None:
+        """A new ROI from the Region selector: a box at the centre of the CT, to drag onto the lesion."""
+        volume = self._parameterNode.inputVolume if self._parameterNode else None
+        center = roi.volumeCenterRas(volume) if volume is not None else (0.0, 0.0, 0.0)
+        roiNode.SetCenter(*center)
+        roiNode.SetSize(*roi.NEW_ROI_SIZE_MM)
+        self._showStatus(_("Drag the ROI's handles onto the lesion, then press Segment."))
 
     def onOpenReport(self) -> None:
         row = self.ui.modelVersionsTable.currentRow()

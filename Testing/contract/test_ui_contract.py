@@ -55,3 +55,11 @@ def test_open_report_and_home_folder_buttons_are_connected(uiText, moduleSource)
     assert 'self.ui.openReportButton.connect("clicked(bool)", self.onOpenReport)' in moduleSource
     assert 'self.ui.openHomeFolderButton.connect("clicked(bool)", self.onOpenHomeFolder)' in moduleSource
     assert "qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(" in moduleSource
+
+
+def test_the_region_selector_creates_a_centred_roi(uiText, moduleSource):
+    roi = uiText[uiText.index('name="roiSelector"'):]
+    roi = roi[:roi.index("</widget>")]
+    assert '<property name="addEnabled">\n         <bool>true</bool>' in roi
+    assert 'self.ui.roiSelector.connect("nodeAddedByUser(vtkMRMLNode*)", self.onRoiCreated)' in moduleSource
+    assert "roiNode.SetSize(*roi.NEW_ROI_SIZE_MM)" in moduleSource

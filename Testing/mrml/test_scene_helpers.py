@@ -1,6 +1,7 @@
 """Scene helpers against real MRML: a node removed while a run went on, the uncertainty overlay of the last run."""
 
 import slicer
+import vtk
 
 from VQSegLib import scene as scene_helpers
 from VQSegLib import segmentation_tags
@@ -42,3 +43,23 @@ def test_the_uncertainty_overlay_draws_only_uncertain_voxels(scene):
     assert display.GetApplyThreshold() == 1 and display.GetAutoThreshold() == 0
     assert (display.GetLowerThreshold(), display.GetUpperThreshold()) == (scene_helpers.UNCERTAINTY_SHOWN_FROM, 1.0)
     assert 0.0 < scene_helpers.UNCERTAINTY_SHOWN_FROM < 0.5
+
+
+def test_a_new_roi_is_centred_on_the_ct(scene):
+    from VQSegLib import roi
+
+    volume = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "CT")
+    image = vtk.vtkImageData()
+    image.SetDimensions(20, 10, 5)
+    image.AllocateScalars(vtk.VTK_SHORT, 1)
+    volume.SetAndObserveImageData(image)
+    volume.SetSpacing(2.0, 2.0, 4.0)
+    volume.SetOrigin(10.0, -20.0, 100.0)
+    center = roi.volumeCenterRas(volume)
+    assert center == [10.0 + 19.0, -20.0 + 9.0, 100.0 + 8.0]  # IJK-to-RAS flips nothing here: origin + (n - 1) * spacing / 2
+    node = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode")
+    node.SetCenter(*center)
+    node.SetSize(*roi.NEW_ROI_SIZE_MM)
+    bounds = [0.0] * 6
+    node.GetRASBounds(bounds)
+    assert bounds == [center[0] - 30, center[0] + 30, center[1] - 30, center[1] + 30, center[2] - 30, center[2] + 30]

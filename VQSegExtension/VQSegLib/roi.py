@@ -51,3 +51,14 @@ def roiBox(roiNode) -> RoiBox:
     roiNode.GetRASBounds(bounds)  # world coordinates: parent transforms applied
     rotated = not isAxisAligned(matrixRows(roiNode.GetObjectToWorldMatrix()))
     return RoiBox(cornersFromBounds(bounds), rotated)
+
+
+# A new ROI created from the Region selector: about a large nodule or a small tumour with margin.
+NEW_ROI_SIZE_MM = (60.0, 60.0, 60.0)
+
+
+def volumeCenterRas(volumeNode) -> List[float]:
+    """The centre of a volume node's world (RAS) bounding box."""
+    bounds = [0.0] * 6
+    volumeNode.GetRASBounds(bounds)
+    return [(bounds[2 * axis] + bounds[2 * axis + 1]) / 2.0 for axis in range(3)]
