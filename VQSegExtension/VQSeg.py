@@ -7,6 +7,7 @@ VQSegLib.segio; runs through VQSegLib.process; everything that can be tested wit
 Python 3.9 syntax (Slicer 5.8 may load it; 5.10 is the target).
 """
 
+import datetime
 import importlib
 import logging
 import os
@@ -280,14 +281,23 @@ class VQSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _showStatus(self, text: str) -> None:
         self.ui.statusLabel.text = text
+        if text:
+            self._appendLog(text)
+
+    def _appendLog(self, text: str) -> None:
+        """One line in the panel's Log section (it keeps the last 2,000)."""
+        self.ui.logTextEdit.appendPlainText(f"{datetime.datetime.now():%H:%M:%S}  {text}")
 
     def _onRunEvent(self, run, event) -> None:
         """Progress bar and status text from the CLI's events (main thread: called from the poll timer)."""
         kind = event.get("event")
         if kind == "metric" and event.get("stage") == "validate" and isinstance(event.get("mean_dice"), (int, float)):
             self._lastValidationDice = event["mean_dice"]
-        elif kind == "log" and event.get("level") in ("warning", "error"):
-            logging.warning("VQSeg: %s", event.get("message"))
+        elif kind == "log":
+            level = event.get("level", "info")
+            self._appendLog(event.get("message", "") if level == "info" else f"{level}: {event.get('message', '')}")
+            if level in ("warning", "error"):
+                logging.warning("VQSeg: %s", event.get("message"))
         if kind != "progress":
             return
         if self._activeAction == "finetune":

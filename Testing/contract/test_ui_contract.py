@@ -1,5 +1,7 @@
 """VQSeg.py and Resources/UI/VQSeg.ui agree: every widget the code uses exists, every parameter binding works."""
 
+import ast
+
 import contract_checks as checks
 
 
@@ -63,3 +65,12 @@ def test_the_region_selector_creates_a_centred_roi(uiText, moduleSource):
     assert '<property name="addEnabled">\n         <bool>true</bool>' in roi
     assert 'self.ui.roiSelector.connect("nodeAddedByUser(vtkMRMLNode*)", self.onRoiCreated)' in moduleSource
     assert "roiNode.SetSize(*roi.NEW_ROI_SIZE_MM)" in moduleSource
+
+
+def test_the_log_section_keeps_every_message_of_a_run(uiText, moduleSource):
+    assert checks.uiWidgets(uiText)["logTextEdit"] == "QPlainTextEdit"
+    log = uiText[uiText.index('name="logTextEdit"'):]
+    assert '<property name="readOnly">\n         <bool>true</bool>' in log[:400]
+    functions = {f.name: ast.unparse(f) for f in ast.walk(ast.parse(moduleSource)) if isinstance(f, ast.FunctionDef)}
+    assert "self._appendLog(" in functions["_onRunEvent"] and "self._appendLog(text)" in functions["_showStatus"]
+    assert "appendPlainText" in functions["_appendLog"]
