@@ -189,6 +189,7 @@ class VQSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.openReportButton.connect("clicked(bool)", self.onOpenReport)
         self.ui.roiSelector.connect("nodeAddedByUser(vtkMRMLNode*)", self.onRoiCreated)
         self.ui.openHomeFolderButton.connect("clicked(bool)", self.onOpenHomeFolder)
+        self.ui.checkDeviceButton.connect("clicked(bool)", self.onCheckDevice)
         self.ui.modelSelector.connect("currentIndexChanged(int)", self.onModelSelected)
         self.ui.homeFolderPathLineEdit.connect("currentPathChanged(QString)", self.onHomeFolderChanged)
 
@@ -546,6 +547,20 @@ class VQSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(target))
 
+    def onCheckDevice(self) -> None:
+        if self._activeAction is not None:
+            return
+        torchState, torchMessage = dependencies.torchStatus()
+        if torchState != "ok":  # `vqseg info` needs torch: say what to do instead
+            self._showDeviceAdvice(torchMessage)
+            return
+        self._runQuietly("check the compute device", lambda onCompleted: self.logic.deviceInfo(onCompleted=onCompleted, waitForCompletion=False),
+                         lambda run, info: self._showDeviceAdvice(result_text.deviceAdvice(info)))
+
+    def _showDeviceAdvice(self, text: str) -> None:
+        self.ui.deviceAdviceLabel.text = text
+        self._showStatus(text)
+
     def onOpenHomeFolder(self) -> None:
         folder = self.logic.homeFolder()
         os.makedirs(folder, exist_ok=True)
@@ -856,6 +871,10 @@ class VQSegLogic(ScriptedLoadableModuleLogic):
         """Fine-tune the model's active version on the pool; the result says whether the gate promoted the new version."""
         arguments = cli_arguments.finetuneArguments(pool, modelName=modelName, minutes=minutes, iterations=iterations, device=device)
         return self.runCommand(arguments, device=device, onEvent=onEvent, onCompleted=onCompleted, waitForCompletion=waitForCompletion)
+
+    def deviceInfo(self, onCompleted=None, waitForCompletion: bool = True):
+        """`vqseg info`: versions, the compute device and its memory, threads, the home folder."""
+        return self.runCommand(cli_arguments.infoArguments(), onCompleted=onCompleted, waitForCompletion=waitForCompletion)
 
     def listModels(self, onCompleted=None, waitForCompletion: bool = True):
         return self.runCommand(cli_arguments.modelsListArguments(), onCompleted=onCompleted, waitForCompletion=waitForCompletion)

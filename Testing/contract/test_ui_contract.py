@@ -74,3 +74,10 @@ def test_the_log_section_keeps_every_message_of_a_run(uiText, moduleSource):
     functions = {f.name: ast.unparse(f) for f in ast.walk(ast.parse(moduleSource)) if isinstance(f, ast.FunctionDef)}
     assert "self._appendLog(" in functions["_onRunEvent"] and "self._appendLog(text)" in functions["_showStatus"]
     assert "appendPlainText" in functions["_appendLog"]
+
+
+def test_the_device_check_is_wired(uiText, moduleSource):
+    widgets = checks.uiWidgets(uiText)
+    assert widgets["checkDeviceButton"] == "QPushButton" and widgets["deviceAdviceLabel"] == "QLabel"
+    assert 'self.ui.checkDeviceButton.connect("clicked(bool)", self.onCheckDevice)' in moduleSource
+    assert "result_text.deviceAdvice(info)" in moduleSource

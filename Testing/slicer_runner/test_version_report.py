@@ -24,3 +24,16 @@ def test_open_report_opens_report_md_or_the_version_folder(tmp_path):
     assert result_text.versionReport(listed, "lung", "v0001") == str(folder / "report.md")
     assert result_text.versionReport(listed, "lung", "v0042") is None
     assert result_text.versionReport(None, "lung", "v0001") is None
+
+
+def test_device_advice_from_the_real_info_and_from_gpu_results():
+    done = subprocess.run([sys.executable, "-m", "VQSegCore", "--events", "info"], capture_output=True, text=True, cwd=REPO, timeout=120,
+                          env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    info = json.loads(done.stdout.splitlines()[-1])
+    assert info["device"]["default"] == "cpu" and info["device"]["cuda_memory_gb"] == []
+    advice = result_text.deviceAdvice(info)
+    assert advice.startswith("No CUDA GPU found") and f"({info['threads']['cpu_cores']} cores)" in advice
+    gpu = {"device": {"cuda": ["NVIDIA RTX A2000"], "cuda_memory_gb": [3.8], "mps": False}, "threads": {"cpu_cores": 8}}
+    assert result_text.deviceAdvice(gpu).startswith("GPU: NVIDIA RTX A2000 (3.8 GB).") and "Device: cpu" in result_text.deviceAdvice(gpu)
+    mac = {"device": {"cuda": "none", "mps": True}, "threads": {"cpu_cores": 10}}
+    assert "MPS) is not used" in result_text.deviceAdvice(mac)

@@ -88,6 +88,10 @@ def finetuneArguments(pool: str, modelName: Optional[str] = None, minutes: Optio
     return arguments
 
 
+def infoArguments() -> List[str]:
+    return ["info"]
+
+
 def modelsListArguments(modelName: Optional[str] = None) -> List[str]:
     return ["models", "list"] + ([modelName] if modelName else [])
 

@@ -90,6 +90,26 @@ def modelVersions(modelsListResult: Optional[dict], modelName: str) -> List[dict
     return [v for v in versions if isinstance(v, dict)]
 
 
+def deviceAdvice(infoResult: Optional[dict]) -> str:
+    """One paragraph for the panel from `vqseg info`: where VQSeg will run, and what to expect there."""
+    device = (infoResult or {}).get("device") or {}
+    threads = (infoResult or {}).get("threads") or {}
+    gpus = device.get("cuda") if isinstance(device.get("cuda"), list) else []
+    memory = device.get("cuda_memory_gb") or []
+    if gpus:
+        shown = ", ".join(f"{name} ({memory[i]:g} GB)" if i < len(memory) else name for i, name in enumerate(gpus))
+        advice = f"GPU: {shown}. Segment and Fine-tune run on it (Device: auto or cuda)."
+        if memory and max(memory) < 4:
+            advice += " Under 4 GB of GPU memory: if a run stops for lack of memory, choose Device: cpu."
+        return advice
+    cores = threads.get("cpu_cores") or "?"
+    advice = (f"No CUDA GPU found: VQSeg runs on the CPU ({cores} cores). Segmenting inside an ROI takes seconds, a whole "
+              "chest CT about a minute; give Fine-tune a time budget of 20 minutes or more.")
+    if device.get("mps"):
+        advice += " This Mac's GPU (MPS) is not used by VQSeg."
+    return advice
+
+
 def versionReport(modelsListResult: Optional[dict], modelName: str, version: str) -> Optional[str]:
     """What to open for a version: its report.md when fine-tuning wrote one, else its folder; None if unknown."""
     for entry in modelVersions(modelsListResult, modelName):

@@ -41,11 +41,14 @@ def run(args: argparse.Namespace, context) -> dict:
 
 
 def describe_devices(torch) -> dict:
-    cuda = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    """What `--device auto` uses (CUDA, else the CPU; an Apple GPU (MPS) is reported but not used) and each GPU's memory."""
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    cuda = [torch.cuda.get_device_name(i) for i in range(count)]
     mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
     return {
-        "default": "cuda" if cuda else "mps" if mps else "cpu",
+        "default": "cuda" if cuda else "cpu",
         "cuda": cuda or "none",
+        "cuda_memory_gb": [round(torch.cuda.get_device_properties(i).total_memory / 2**30, 1) for i in range(count)],
         "mps": mps,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
