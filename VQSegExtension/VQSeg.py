@@ -32,7 +32,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from VQSegLib import cli_arguments, dependencies, drafts, home, model_card, result_text, roi, scene, segio, segmentation_tags
+from VQSegLib import cli_arguments, dependencies, drafts, home, model_card, result_text, roi, sample_data, scene, segio, segmentation_tags
 from VQSegLib.locations import ensureCoreImportable, findSupportFolders, pythonExecutable
 from VQSegLib.process import CANCELLED, DONE, CliRunner, describeProgress, progressFraction
 from VQSegLib.runs import RunController, VQSegRunError  # noqa: F401 - VQSegRunError is what blocking calls raise
@@ -72,8 +72,19 @@ and their critical role in the creation of the free publicly available LIDC/IDRI
             iconPath = os.path.join(findSupportFolders(MODULE_FOLDER).resources, "Icons", "VQSeg.png")
             if os.path.isfile(iconPath):
                 self.parent.icon = qt.QIcon(iconPath)
+                # Sample Data is loaded only when Slicer has started: register the synthetic chest CT then.
+                slicer.app.connect("startupCompleted()", lambda: _registerSampleData(iconPath))
         except FileNotFoundError:
             pass  # the widget explains what is missing
+
+
+def _registerSampleData(thumbnailPath: str) -> None:
+    supportFolders = findSupportFolders(MODULE_FOLDER)
+    ensureCoreImportable(supportFolders.coreSearchPath)  # the phantom is made by VQSegCore.synth
+    try:
+        sample_data.register(thumbnailPath)
+    except ImportError:  # Sample Data is not loaded (e.g. a custom Slicer without it)
+        logging.info("VQSeg: Sample Data is not available; the synthetic chest CT sample is not registered")
 
 
 #

@@ -81,3 +81,10 @@ def test_the_self_test_never_installs_under_ctest(moduleSource):
     assert guard < loop.index("self.skipTest(") < loop.index("logic.ensureDependencies()")
     assert "else:\n        logic.ensureDependencies()" in loop  # installs only when run by hand
     assert "ensureDependencies" not in functions["test_RoiBox"] + functions["runTest"]
+
+
+def test_the_synthetic_chest_ct_is_registered_with_sample_data_once_slicer_has_started(moduleSource):
+    assert 'slicer.app.connect("startupCompleted()", lambda: _registerSampleData(iconPath))' in moduleSource
+    functions = {f.name: ast.unparse(f) for f in ast.walk(ast.parse(moduleSource)) if isinstance(f, ast.FunctionDef)}
+    assert "sample_data.register(thumbnailPath)" in functions["_registerSampleData"]
+    assert "except ImportError" in functions["_registerSampleData"]
