@@ -20,7 +20,6 @@ Python 3.9 syntax (Slicer 5.8).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
@@ -62,17 +61,17 @@ class CliRunnerError(RuntimeError):
 
 
 def parseEventLine(line: str) -> Optional[dict]:
-    """The event on one stdout line, or None when the line is plain log text."""
+    """The event on one stdout line, or None when the line is plain log text. The format's one owner,
+    VQSegCore.events, decodes it; imported here, when VQSegCore is on sys.path (the module puts it there)."""
+    from VQSegCore import events
+
     text = line.strip()
     if not text.startswith("{"):
         return None
     try:
-        value = json.loads(text)
-    except ValueError:
+        return events.decode(text)
+    except ValueError:  # json.JSONDecodeError is a ValueError too
         return None
-    if isinstance(value, dict) and isinstance(value.get("event"), str):
-        return value
-    return None
 
 
 class CliRun:
