@@ -12,6 +12,7 @@ also releases it when the process ends.
 
 from __future__ import annotations
 
+import errno
 import os
 
 try:
@@ -32,8 +33,10 @@ def try_lock(fd: int, shared: bool = False) -> bool:
     os.lseek(fd, 0, os.SEEK_SET)
     try:
         msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-    except OSError:
-        return False
+    except OSError as error:
+        if error.errno in (errno.EACCES, errno.EDEADLK):  # held by another handle; anything else is a real error
+            return False
+        raise
     return True
 
 

@@ -15,16 +15,19 @@ exit 2):
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Iterable
 
 from VQSegCore.errors import InputError
 from VQSegCore.paths import models_dir, pools_dir, repository_root
 
-# Marker files, named here rather than imported: the pool and store modules pull in torch.
-_POOL_MARKERS = ("pool.json",)
+# What each kind of folder holds, named here rather than imported (the pool and store modules pull in
+# torch). A folder counts only with its whole structure, so a stray file named `active` or
+# `pool.json` somewhere above a user's output protects nothing by mistake.
 _MODEL_FOLDER_MARKERS = ("card.json", "weights.safetensors")
-_STORE_MARKERS = ("active", "activations.jsonl", "store.json")
+_STORE_POINTERS = ("active", "activations.jsonl")
+_VERSION_NAME = re.compile(r"^v\d{4,}$")
 
 
 def check_outputs(outputs: Iterable[str | os.PathLike | None], inputs: Iterable[str | os.PathLike | None] = ()) -> None:
@@ -54,13 +57,21 @@ def vqseg_data_owner(path: Path) -> str | None:
             return f"{protected[folder]} ({folder})"
         if folder == path and not folder.is_dir():
             continue
-        if all((folder / name).is_file() for name in _POOL_MARKERS):
+        if (folder / "pool.json").is_file() and (folder / "cases").is_dir():
             return f"the pool {folder}"
         if all((folder / name).is_file() for name in _MODEL_FOLDER_MARKERS):
             return f"the model folder {folder}"
-        if any((folder / name).is_file() for name in _STORE_MARKERS):
+        if any((folder / name).is_file() for name in _STORE_POINTERS) and _holds_versions(folder):
             return f"the model store folder {folder}"
     return None
+
+
+def _holds_versions(folder: Path) -> bool:
+    """Whether `folder` holds a model version (v0001/ with its card), as a model's folder in the store does."""
+    try:
+        return any(_VERSION_NAME.match(child.name) and (child / "card.json").is_file() for child in folder.iterdir())
+    except OSError:
+        return False
 
 
 def _refuse_if_input(output: Path, resolved: Path, source: Path) -> None:
@@ -74,8 +85,10 @@ def _refuse_if_input(output: Path, resolved: Path, source: Path) -> None:
     if same:
         raise InputError(f"cannot write {output}: it is the input {source}, which writing would destroy",
                          "give the output another file name")
-    if source_resolved.is_dir() and source_resolved in resolved.parents:
-        raise InputError(f"cannot write {output}: it lies inside the input folder {source}",
+    # A DICOM slice given as the input stands for its whole series, which is read from its folder.
+    folder = source_resolved if source_resolved.is_dir() else source_resolved.parent if source_resolved.suffix.lower() == ".dcm" else None
+    if folder is not None and folder in resolved.parents:
+        raise InputError(f"cannot write {output}: it lies inside the input folder {folder}",
                          "write the output outside the input's folder")
 
 

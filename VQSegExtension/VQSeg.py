@@ -376,8 +376,10 @@ class VQSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         click could start a second install or a run on half-installed packages."""
         if self._activeAction is not None:
             return False
+        if self.logic.dependenciesLookInstalled():
+            return True
         self._setBusy("install")
-        self._showStatus(_("Installing VQSeg's Python packages..."))
+        self._showStatus(_("Checking and installing VQSeg's Python packages..."))
         try:
             with slicer.util.tryWithErrorDisplay(_("VQSeg's Python packages could not be installed."), waitCursor=False):
                 try:
@@ -878,9 +880,10 @@ class VQSegLogic(ScriptedLoadableModuleLogic):
     # ---- Fine-tune and models -------------------------------------------------------------------
 
     def finetune(self, pool: str, modelName: Optional[str] = None, minutes: Optional[float] = None, iterations: Optional[int] = None,
-                 device: str = "auto", onEvent=None, onCompleted=None, waitForCompletion: bool = True):
+                 device: str = "auto", onEvent=None, onCompleted=None, waitForCompletion: bool = True, fromScratch: bool = False):
         """Fine-tune the model's active version on the pool; the result says whether the gate promoted the new version."""
-        arguments = cli_arguments.finetuneArguments(pool, modelName=modelName, minutes=minutes, iterations=iterations, device=device)
+        arguments = cli_arguments.finetuneArguments(pool, modelName=modelName, minutes=minutes, iterations=iterations, device=device,
+                                                    fromScratch=fromScratch)
         return self.runCommand(arguments, device=device, onEvent=onEvent, onCompleted=onCompleted, waitForCompletion=waitForCompletion)
 
     def deviceInfo(self, onCompleted=None, waitForCompletion: bool = True):
@@ -1031,6 +1034,6 @@ class VQSegTest(ScriptedLoadableModuleTest):
         slicer.util.updateSegmentBinaryLabelmapFromArray(truth, truthNode, "lung_tumour", volumeNode)
         segmentation_tags.recordClasses(truthNode, classes)
         logic.addToPool(truthNode, pool)
-        bootstrap = logic.finetune(pool, iterations=2, device="cpu")
+        bootstrap = logic.finetune(pool, iterations=2, device="cpu", fromScratch=True)
         logic.activateVersion(bootstrap["model"], bootstrap["version"])
         slicer.mrmlScene.RemoveNode(truthNode)

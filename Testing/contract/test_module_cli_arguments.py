@@ -57,7 +57,8 @@ def test_finetune_and_models_arguments():
     assert (timed.command, timed.pool, timed.model, timed.minutes, timed.iterations, timed.device) == (
         "finetune", "default", "lung-lesion", 10.0, None, "cuda")
     counted = parse(cli_arguments.finetuneArguments("/p", iterations=2))
-    assert counted.iterations == 2 and counted.minutes is None and counted.model is None
+    assert counted.iterations == 2 and counted.minutes is None and counted.model is None and counted.from_scratch is False
+    assert parse(cli_arguments.finetuneArguments("/p", iterations=2, fromScratch=True)).from_scratch is True
     with pytest.raises(ValueError):
         cli_arguments.finetuneArguments("/p", minutes=5, iterations=2)
     assert parse(cli_arguments.modelsListArguments()).action == "list"

@@ -33,11 +33,11 @@ def test_duplicate_outputs_are_refused(tmp_path, home):
 
 
 @pytest.mark.parametrize("layout, output, owner", [
-    ({"p/pool.json": "{}"}, "p/cases/out.nii.gz", "the pool"),
-    ({"p/pool.json": "{}"}, "p/pool.json", "the pool"),
+    ({"p/pool.json": "{}", "p/cases/.keep": ""}, "p/cases/out.nii.gz", "the pool"),
+    ({"p/pool.json": "{}", "p/cases/.keep": ""}, "p/pool.json", "the pool"),
     ({"m/card.json": "{}", "m/weights.safetensors": ""}, "m/weights.safetensors", "the model folder"),
-    ({"s/lung/active": "v0001"}, "s/lung/active", "the model store folder"),
-    ({"s/lung/activations.jsonl": ""}, "s/lung/v0009/x.tar", "the model store folder"),
+    ({"s/lung/active": "v0001", "s/lung/v0001/card.json": "{}"}, "s/lung/active", "the model store folder"),
+    ({"s/lung/activations.jsonl": "", "s/lung/v0002/card.json": "{}"}, "s/lung/v0009/x.tar", "the model store folder"),
 ])
 def test_vqseg_data_is_protected_wherever_it_lies(tmp_path, home, layout, output, owner):
     for name, text in layout.items():
@@ -46,6 +46,24 @@ def test_vqseg_data_is_protected_wherever_it_lies(tmp_path, home, layout, output
     assert vqseg_data_owner((tmp_path / output).resolve()).startswith(owner)
     with pytest.raises(InputError, match="only VQSeg's own commands"):
         check_outputs([tmp_path / output])
+
+
+def test_stray_files_with_marker_names_protect_nothing(tmp_path, home):
+    """A file called `active`, `store.json` or `pool.json` above an output (e.g. in /tmp) is not a store or a pool."""
+    for name in ("active", "store.json", "activations.jsonl", "pool.json"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / "VQSeg-run").mkdir()
+    check_outputs([tmp_path / "VQSeg-run" / "label.nii.gz"])
+    assert vqseg_data_owner((tmp_path / "VQSeg-run" / "label.nii.gz").resolve()) is None
+
+
+def test_a_dicom_slice_input_protects_its_whole_series_folder(tmp_path, home):
+    (tmp_path / "series").mkdir()
+    for k in range(3):
+        (tmp_path / "series" / f"IM{k}.dcm").write_bytes(b"")
+    with pytest.raises(InputError, match="inside the input folder"):
+        check_outputs([tmp_path / "series" / "IM2.dcm"], inputs=[tmp_path / "series" / "IM0.dcm"])
+    check_outputs([tmp_path / "seg.dcm"], inputs=[tmp_path / "series" / "IM0.dcm"])
 
 
 def test_the_home_folders_are_protected_even_when_empty(tmp_path, home):

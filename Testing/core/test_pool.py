@@ -427,3 +427,14 @@ def test_source_name_refuses_any_identifying_header_text(pool, tmp_path, keep_lo
         with pytest.raises(InputError, match="identifying text"):
             pool.add(tmp_path / "series_b", source_name=given)
     assert pool.add(tmp_path / "series_b", source_name="site B, scan 1").source_name == "site B, scan 1"  # "1" is too short to count
+
+
+def test_identifiers_match_whole_words_and_short_patient_ids_still_count():
+    from VQSegCore.pool.privacy import _identifier_parts, _mentions
+
+    institution = _identifier_parts("Ann Arbor Main Hospital")
+    assert not _mentions("scanner standard, remaining", institution)  # "Ann", "Main" only as words
+    assert _mentions("ann arbor follow-up", institution)
+    short_id = _identifier_parts("017", is_id=True)
+    assert _mentions("case 017", short_id) and not _mentions("scan 2017", short_id)
+    assert _identifier_parts("1") == []  # a one-character study id would match every "scan 1"

@@ -214,9 +214,11 @@ def _without_nan(image: sitk.Image) -> tuple[sitk.Image, list[str]]:
     count = int(bad.sum())
     if not count:
         return image, []
-    finite = array[~bad]
-    fill = float(finite.min()) if finite.size else 0.0
-    cleaned = sitk.GetImageFromArray(np.where(bad, fill, array).astype(array.dtype, copy=False))
+    lowest = float(np.min(array, where=~bad, initial=np.inf))
+    fill = lowest if np.isfinite(lowest) else 0.0
+    filled = array.copy()  # one copy, filled in place
+    filled[bad] = fill
+    cleaned = sitk.GetImageFromArray(filled)
     cleaned.CopyInformation(image)
     slices = int(bad.reshape(bad.shape[0], -1).any(axis=1).sum())
     return cleaned, [f"{count} voxels in {slices} slice(s) are not a number (NaN or infinite): they were segmented as "

@@ -29,28 +29,29 @@ def series_problem(files: list[str] | tuple[str, ...]) -> str | None:
     import pydicom  # here, not at the top: reading NIfTI or NRRD must not need it
     from pydicom.errors import InvalidDicomError
 
-    headers = []
+    slices = []
     for file in files:
         try:
-            header = pydicom.dcmread(file, defer_size=256, specific_tags=_TAGS)
-        except (InvalidDicomError, OSError, EOFError, ValueError) as problem:
-            return f"the slice file {Path(file).name} cannot be read ({problem})"
-        headers.append((file, header))
-    sizes = {(int(h.get("Rows", 0)), int(h.get("Columns", 0))) for _, h in headers}
+            # force: GDCM reads slices without the 128-byte preamble too, and found them in the series
+            header = pydicom.dcmread(file, defer_size=256, specific_tags=_TAGS, force=True)
+            rows, columns = int(header.Rows), int(header.Columns)
+            problem = _pixel_data_problem(header, file, rows, columns)
+        except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, AttributeError, KeyError) as error:
+            return f"the slice file {Path(file).name} cannot be read ({error or type(error).__name__})"
+        if problem:
+            return f"the slice file {Path(file).name} {problem}"
+        slices.append(((rows, columns), _numbers(header, "ImagePositionPatient", 3), _numbers(header, "ImageOrientationPatient", 6)))
+    sizes = {size for size, _, _ in slices}
     if len(sizes) > 1:
         shown = ", ".join(f"{columns}x{rows}" for rows, columns in sorted(sizes))
         return f"the slices have different sizes ({shown} pixels)"
-    for file, header in headers:
-        if (problem := _pixel_data_problem(header, file)):
-            return f"the slice file {Path(file).name} {problem}"
-    if len(headers) < 2 or any("ImagePositionPatient" not in h or "ImageOrientationPatient" not in h for _, h in headers):
+    if len(slices) < 2 or any(position is None or orientation is None for _, position, orientation in slices):
         return None  # nothing to compare (a single slice, or positions absent: ITK falls back to instance order)
-    orientations = np.array([[float(v) for v in h.ImageOrientationPatient] for _, h in headers])
+    orientations = np.array([orientation for _, _, orientation in slices])
     if np.abs(orientations - orientations[0]).max() > ORIENTATION_ATOL:
         return "the slices have different orientations (ImageOrientationPatient)"
-    row, column = orientations[0][:3], orientations[0][3:]
-    normal = np.cross(row, column)
-    distances = np.sort(np.array([[float(v) for v in h.ImagePositionPatient] for _, h in headers]) @ normal)
+    normal = np.cross(orientations[0][:3], orientations[0][3:])
+    distances = np.sort(np.array([position for _, position, _ in slices]) @ normal)
     steps = np.diff(distances)
     step = float(np.median(steps))
     if steps.min() <= SPACING_ATOL_MM:
@@ -62,17 +63,31 @@ def series_problem(files: list[str] | tuple[str, ...]) -> str | None:
     return None
 
 
-def _pixel_data_problem(header, file: str) -> str | None:
-    """What is wrong with the slice's pixel data, read from the raw element (its value stays on disk)."""
-    element = header.get_item(PIXEL_DATA)
+def _numbers(header, keyword: str, count: int) -> list[float] | None:
+    """The tag's `count` numbers, or None when it is absent or malformed."""
+    try:
+        values = [float(v) for v in header.get(keyword, None) or []]
+    except (TypeError, ValueError):
+        return None
+    return values if len(values) == count and all(np.isfinite(values)) else None
+
+
+def _pixel_data_problem(header, file: str, rows: int, columns: int) -> str | None:
+    """What is wrong with the slice's pixel data, judged from the raw element without reading its value."""
+    try:
+        element = header.get_item(PIXEL_DATA, keep_deferred=True)  # pydicom >= 3: the value stays on disk
+    except TypeError:
+        element = header.get_item(PIXEL_DATA)  # pydicom 2 (Slicer 5.10) reads a deferred value here
     if element is None:
         return "holds no pixel data"
     length = getattr(element, "length", None)
-    if length is None or length == 0xFFFFFFFF:  # encapsulated (compressed): its length is not known up front
-        return None
-    expected = int(header.Rows) * int(header.Columns) * int(header.get("SamplesPerPixel", 1)) * int(header.get("BitsAllocated", 16)) // 8
-    on_disk = os.path.getsize(file) - element.value_tell if getattr(element, "value_tell", None) is not None else length
-    present = min(length, on_disk)
+    if getattr(element, "is_undefined_length", False) or length == 0xFFFFFFFF:
+        return None  # encapsulated (compressed): its length is not known up front
+    expected = rows * columns * int(header.get("SamplesPerPixel", 1) or 1) * int(header.get("BitsAllocated", 16) or 16) // 8
+    if getattr(element, "value_tell", None) is not None and length is not None:  # a raw element: compare with the file's size
+        present = min(length, os.path.getsize(file) - element.value_tell)
+    else:
+        present = len(element.value or b"")
     if present < expected:
-        return f"is truncated: {present} bytes of pixel data where {int(header.Columns)}x{int(header.Rows)} pixels need {expected}"
+        return f"is truncated: {present} bytes of pixel data where {columns}x{rows} pixels need {expected}"
     return None

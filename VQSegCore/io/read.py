@@ -168,6 +168,8 @@ def _size(image: sitk.Image) -> str:
 def _header_geometry_problem(reader: sitk.ImageFileReader) -> str | None:
     """A zero or invalid spacing, or a singular direction, as the header states them (ITK would fail
     on them later with a message about a corrupt file)."""
+    if reader.GetDimension() != 3:
+        return None  # 2D and 4D images are refused as such, with that reason, once read
     spacing = np.asarray(reader.GetSpacing(), dtype=float)
     if not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
         return f"the header's voxel spacing {tuple(float(s) for s in spacing)} has a zero, negative or invalid value"

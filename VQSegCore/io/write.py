@@ -89,7 +89,8 @@ def write_verified(image: sitk.Image, path: Path, compress: bool) -> None:
     try:
         sitk.WriteImage(image, str(path), useCompression=compress)
     except RuntimeError as problem:  # ITK reports some write failures (e.g. MetaImage) as exceptions
-        raise _write_failure(path, f"the image writer failed: {str(problem).strip().splitlines()[-1]}") from problem
+        reason = (str(problem).strip().splitlines() or ["no message"])[-1]
+        raise _write_failure(path, f"the image writer failed: {reason}") from problem
     expected = _pixel_digest(image)
     try:
         written = sitk.ReadImage(str(path))

@@ -33,7 +33,8 @@ INTEGER_BOUNDS = {
 }
 PREPROCESSING_BOUNDS = {"context_slices": (0, 8)}
 SPACING_BOUNDS_MM = (0.05, 20.0)  # as images (VQSegCore.io.geometry)
-_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64}
+_FLOAT_DTYPES = {"F32", "F16", "BF16", "F64"}
+_INTEGER_DTYPES = {"I64", "I32", "I16", "I8", "U8"}  # e.g. BatchNorm's num_batches_tracked
 
 
 def parse_card(data: bytes, where: str) -> dict:
@@ -78,8 +79,9 @@ def config_from_card(card: dict, where: str) -> VQSegConfig:
 
 
 def check_weights(weights: bytes, config: VQSegConfig, where: str) -> dict[str, torch.Tensor]:
-    """The state dict in `weights`, when its tensors are exactly the network's (names, shapes, float
-    dtypes) and every value is finite; InputError otherwise."""
+    """The state dict in `weights`, when its tensors are exactly the network's (names, shapes, and float
+    where the network's are float, integer where they are integer) and every float value is finite;
+    InputError otherwise."""
     header = _safetensors_header(weights, where)
     expected = _expected_state(config)
     found = {name: entry for name, entry in header.items() if name != "__metadata__"}
@@ -89,8 +91,10 @@ def check_weights(weights: bytes, config: VQSegConfig, where: str) -> dict[str, 
                        + ", ".join(filter(None, [f"missing {_few(missing)}" if missing else "", f"unexpected {_few(extra)}" if extra else ""])))
     for name, (shape, dtype) in expected.items():
         entry = found[name]
-        if not isinstance(entry, dict) or entry.get("dtype") not in _DTYPES:
-            raise _damaged(where, f"tensor {name} has dtype {entry.get('dtype') if isinstance(entry, dict) else entry!r}, not a float type")
+        allowed = _FLOAT_DTYPES if dtype.is_floating_point else _INTEGER_DTYPES
+        if not isinstance(entry, dict) or entry.get("dtype") not in allowed:
+            kind = "a float type" if dtype.is_floating_point else "an integer type"
+            raise _damaged(where, f"tensor {name} has dtype {entry.get('dtype') if isinstance(entry, dict) else entry!r}, not {kind}")
         if list(entry.get("shape", [])) != list(shape):
             raise _damaged(where, f"tensor {name} has shape {entry.get('shape')}, the network needs {list(shape)}")
     try:
@@ -98,7 +102,7 @@ def check_weights(weights: bytes, config: VQSegConfig, where: str) -> dict[str, 
     except Exception as problem:  # safetensors raises its own error types on malformed data
         raise _damaged(where, f"the weights file is malformed ({problem})") from problem
     for name, tensor in state.items():
-        if not torch.isfinite(tensor).all():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise _damaged(where, f"tensor {name} holds NaN or infinite values")
     return state
 

@@ -66,6 +66,9 @@ def locate_model(spec: str | None, model_dir: str | Path | None = None) -> Path:
     active = store / ACTIVE_FILE
     if active.is_file():
         version = read_active_pointer(active, name)
+        if version is None:
+            raise InputError(f"the active-version pointer {active} is empty",
+                             f"choose the version to use with 'vqseg models activate {name}@VERSION'")
         folder = shipped if version == SHIPPED else store / version
         if (folder / "card.json").is_file():
             return folder

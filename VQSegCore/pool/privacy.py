@@ -28,7 +28,8 @@ _PATIENT_TAGS = (
     "0008|0090", "0008|1050", "0008|1070", "0008|1060",  # referring, performing, operators', reading physicians
     "0008|0020", "0008|0021", "0008|0022", "0008|0023",  # study, series, acquisition, content dates
 )
-_MIN_IDENTIFIER = 4  # shorter values ("1", "CT") would match any name
+_ID_TAGS = ("0010|0020", "0010|1000", "0008|0050")  # PatientID, OtherPatientIDs, AccessionNumber: short ones count too
+_MIN_INSIDE = 4  # a whole value this long is looked for inside words too ("Doe_Jane" in "scanDoeJane2")
 GENERIC_DICOM_NAME = "DICOM series"
 _MAX_SOURCE_NAME = 200
 
@@ -55,8 +56,8 @@ def anonymous_image(image: sitk.Image) -> sitk.Image:
     return copy
 
 
-def patient_identifiers(volume: Volume) -> list[str]:
-    """Patient name parts, id and birth date from the first DICOM file; empty for other formats."""
+def patient_identifiers(volume: Volume) -> list[tuple[str, bool]]:
+    """Identifying values (and their name parts) from the first DICOM file's headers; empty for other formats."""
     first = _first_dicom_file(volume)
     if first is None:
         return []
@@ -69,7 +70,7 @@ def patient_identifiers(volume: Volume) -> list[str]:
     found = []
     for tag in _PATIENT_TAGS:
         if reader.HasMetaDataKey(tag):
-            found.extend(_identifier_parts(reader.GetMetaData(tag)))
+            found.extend(_identifier_parts(reader.GetMetaData(tag), is_id=tag in _ID_TAGS))
     return found
 
 
@@ -81,19 +82,28 @@ def _first_dicom_file(volume: Volume) -> Path | None:
     return None
 
 
-def _identifier_parts(value: str) -> list[str]:
-    # The whole value plus each name component ("Doe^Jane" → "Doe^Jane", "Doe", "Jane"); very short parts
-    # would match everything, so they are left out.
+def _identifier_parts(value: str, is_id: bool = False) -> list[tuple[str, bool]]:
+    """(text, whole value?) to look for: the whole value, and each name component of 3+ characters
+    ("Doe^Jane" → "Doe^Jane", "Doe", "Jane"). Ids are kept whatever their length."""
     value = value.strip().strip("\x00").strip()
-    if not value:
+    if not value or (not is_id and len(_squeeze(value)) < 3):
         return []
-    parts = [value] + [part for part in re.split(r"[\^\s,=\\]+", value) if len(part) >= 3]
-    return [part for part in dict.fromkeys(parts) if len(_squeeze(part)) >= _MIN_IDENTIFIER or part != value]
+    parts = [(value, True)] + [(part, False) for part in re.split(r"[\^\s,=\\]+", value) if len(part) >= 3 and part != value]
+    return list(dict.fromkeys(parts))
 
 
-def _mentions(text: str, identifiers: list[str]) -> bool:
+def _mentions(text: str, identifiers: list[tuple[str, bool]]) -> bool:
+    """Whether `text` holds an identifier: a name component or a short value as a whole word, a long
+    whole value anywhere (separators ignored). Whole words keep "Ann" out of "scanner"."""
+    words = set(re.findall(r"[a-z0-9]+", text.lower()))
     squeezed = _squeeze(text)
-    return any(_squeeze(identifier) and _squeeze(identifier) in squeezed for identifier in identifiers)
+    for identifier, whole in identifiers:
+        key = _squeeze(identifier)
+        if not key:
+            continue
+        if key in words or (whole and len(key) >= _MIN_INSIDE and key in squeezed):
+            return True
+    return False
 
 
 def _squeeze(text: str) -> str:

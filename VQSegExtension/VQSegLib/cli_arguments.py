@@ -70,8 +70,9 @@ def poolShowArguments(pool: str, caseId: str) -> List[str]:
 
 
 def finetuneArguments(pool: str, modelName: Optional[str] = None, minutes: Optional[float] = None,
-                      iterations: Optional[int] = None, device: str = "auto") -> List[str]:
-    """Exactly one budget: minutes (the button) or iterations (tests)."""
+                      iterations: Optional[int] = None, device: str = "auto", fromScratch: bool = False) -> List[str]:
+    """Exactly one budget: minutes (the button) or iterations (tests). `fromScratch`: a model the store
+    does not know yet, trained from random weights (the self-test's bootstrap)."""
     if (minutes is None) == (iterations is None):
         raise ValueError("give either minutes or iterations")
     arguments = ["finetune", _option("--pool", pool), "--device", device]
@@ -85,6 +86,8 @@ def finetuneArguments(pool: str, modelName: Optional[str] = None, minutes: Optio
         if iterations < 1:
             raise ValueError(f"iterations must be at least 1, got {iterations}")
         arguments += ["--iterations", str(int(iterations))]
+    if fromScratch:
+        arguments.append("--from-scratch")
     return arguments
 
 

@@ -275,8 +275,14 @@ def constraintsText(exclude: List[str] = ()) -> str:
     pins = {}
     for distribution in importlib.metadata.distributions():
         name, version = distribution.metadata["Name"], distribution.version
-        if name and version and normalizeName(name) not in excluded:
-            pins[normalizeName(name)] = f"{normalizeName(name)}=={version}"
+        if not name or not version or normalizeName(name) in excluded:
+            continue
+        try:
+            versionKey(version)
+        except ValueError:  # pip refuses a constraints file holding a version it cannot parse
+            continue
+        # The first distribution on sys.path is the one imported and the one pip sees: it wins.
+        pins.setdefault(normalizeName(name), f"{normalizeName(name)}=={version}")
     return "".join(line + "\n" for _name, line in sorted(pins.items()))
 
 

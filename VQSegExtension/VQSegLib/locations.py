@@ -61,6 +61,10 @@ def pythonExecutable() -> str:
     launcher = shutil.which("PythonSlicer")
     if launcher:
         return launcher
+    for name in ("PythonSlicer", "PythonSlicer.exe"):  # beside the Slicer application, when PATH lacks it
+        beside = os.path.join(os.path.dirname(sys.executable or ""), name)
+        if os.path.isfile(beside):
+            return beside
     if sys.executable and os.path.basename(sys.executable).lower().startswith("python"):
         return sys.executable
     return shutil.which("python3") or shutil.which("python") or "python3"

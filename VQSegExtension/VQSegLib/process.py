@@ -26,6 +26,7 @@ import queue
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -400,6 +401,8 @@ class CliRunner:
     def __init__(self, pythonExecutable, coreSearchPath: str, environment: Optional[dict] = None, popen=subprocess.Popen):
         self.pythonExecutable = pythonExecutable
         self.coreSearchPath = coreSearchPath
+        if coreSearchPath and coreSearchPath not in sys.path:  # parseEventLine decodes with VQSegCore.events
+            sys.path.insert(0, coreSearchPath)
         self.environment = dict(environment or {})
         self._popen = popen
         self._activeRun: Optional[CliRun] = None

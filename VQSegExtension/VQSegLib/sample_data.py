@@ -1,8 +1,9 @@
 """A synthetic chest CT with a lung tumour in Slicer's Sample Data module, so a new user can try Segment in one click.
 
-The volume is made on the user's machine by the core's phantom (numpy and SimpleITK only, both in
-Slicer's Python: no torch, no download) the first time the sample is chosen, then kept in Slicer's
-cache folder. Sample Data calls `loadSyntheticChestCt` when its button is pressed.
+The volume is made on the user's machine by the core's phantom (VQSegCore.synth needs numpy and
+SimpleITK only, both in Slicer's Python: no torch, no other package, no download) the first time the
+sample is chosen, then kept in Slicer's cache folder. Sample Data calls `loadSyntheticChestCt` when
+its button is pressed, so it works before VQSeg's packages are installed.
 """
 
 import os
@@ -19,11 +20,14 @@ def writeSyntheticChestCt(folder: str) -> str:
     """The phantom as `folder/FILE_NAME` (made once; an existing file is reused). Needs VQSegCore on sys.path."""
     path = os.path.join(folder, FILE_NAME)
     if not os.path.isfile(path):
-        from VQSegCore.io.write import write_image
+        import SimpleITK as sitk
+
         from VQSegCore.synth import PhantomSpec, make_chest_ct
 
         os.makedirs(folder, exist_ok=True)
-        write_image(make_chest_ct(PhantomSpec(**PHANTOM)).image, path)
+        temporary = os.path.join(folder, f".{os.getpid()}-{FILE_NAME}")  # renamed into place: never a half file
+        sitk.WriteImage(make_chest_ct(PhantomSpec(**PHANTOM)).image, temporary, True)
+        os.replace(temporary, path)
     return path
 
 
