@@ -251,14 +251,24 @@ def test_training_reads_a_snapshot_that_pool_remove_cannot_touch(tmp_path, phant
 
 
 def test_a_new_finetune_clears_finished_and_killed_runs_but_not_live_ones(tmp_path, phantoms):
+    import VQSegCore.finetune.run as run_module
+    from VQSegCore.file_lock import try_lock
+
     store, pool = _setup(tmp_path, phantoms, labelled=3)
     runs = store.root / "lung" / ".runs"
     runs.mkdir(parents=True)
-    killed = runs / "ft-20200101T000000-999999999"  # no such process
-    finished = runs / "ft-20200101T000001-999999998"
-    live = runs / f"ft-20200101T000002-{os.getppid()}"  # our parent process lives
+    killed = runs / "ft-20200101T000000-1"  # its process died: nothing holds its lock
+    finished = runs / "ft-20200101T000001-2"
+    live = runs / "ft-20200101T000002-3"  # a fine-tune still going holds its lock (here: this test)
     for folder in (killed, finished, live):
         (folder / "train").mkdir(parents=True)
     (finished / "done.json").write_text("{}")
-    result = finetune(pool.folder, model_name="lung", store=store, margin=1.0, **FAST)
-    assert sorted(p.name for p in runs.iterdir()) == sorted([live.name, Path(result["run"]).name])
+    held = os.open(live / ".lock", os.O_RDWR | os.O_CREAT)
+    try:
+        assert try_lock(held)
+        result = finetune(pool.folder, model_name="lung", store=store, margin=1.0, **FAST)
+        assert sorted(p.name for p in runs.iterdir()) == sorted([live.name, Path(result["run"]).name])
+        with pytest.raises(InputError, match="still running in another process"):
+            run_module._lock_run(live)  # and it cannot be resumed from under its owner
+    finally:
+        os.close(held)

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from VQSegCore.atomic import write_json_atomic
+from VQSegCore.file_lock import try_lock
 from VQSegCore.dataset_spec import DatasetSpec
 from VQSegCore.errors import InputError
 from VQSegCore.finetune.gate import DEFAULT_MARGIN, Verdict, decide, score_models
@@ -68,6 +69,8 @@ FINETUNE_STRONG_VIEWS = 2
 # 1,022-1,105 took 8.4). One held-out case stays under the share.
 FINETUNE_VALIDATION_SHARE = 0.1
 DONE_FILE = "done.json"
+RUN_LOCK = ".lock"  # held by the process running the fine-tune (file_lock: released if it dies)
+_HELD_RUN_LOCKS: dict = {}  # run folder → the descriptor holding its lock, in this process
 PLAN_FILE = "plan.json"
 SPEC_FILE = "spec.json"
 TRAIN_DIR = "train"
@@ -164,23 +167,27 @@ def finetune(
     with ranks.joined(device):  # the process group must exist before rank 0 shares its plan
         recorder = _Recorder(reporter)
         plan = ranks.on_main(lambda: _prepare(Path(pool_folder), store, model_name, resume, skip_damaged, from_scratch))
-        for case_id, reason in plan.skipped_damaged:
-            recorder.log(f"case {case_id} is damaged and left out of this fine-tune: {reason}", "warning")
-        spec = DatasetSpec.load(plan.run / SPEC_FILE)
-        started = datetime.datetime.now(datetime.timezone.utc)
-        summary = _train(plan, spec, iterations=iterations, minutes=minutes, batch_size=batch_size,
-                         unlabelled_batch_size=unlabelled_batch_size, crop_size=crop_size, lr=lr, seed=seed,
-                         supervised_only=supervised_only, supervised_warmup=supervised_warmup, validate_every=validate_every,
-                         step_options={"unlabeled_dice": unlabelled_dice, "strong_views": strong_views},
-                         recorder=recorder, cancel=cancel, device=device, ranks=ranks)
-        return ranks.on_main(lambda: _conclude(plan, spec, store, model_name, summary, recorder, margin=margin,
-                                               supervised_only=supervised_only, device=device, cancel=cancel, started=started))
+        try:
+            for case_id, reason in plan.skipped_damaged:
+                recorder.log(f"case {case_id} is damaged and left out of this fine-tune: {reason}", "warning")
+            spec = DatasetSpec.load(plan.run / SPEC_FILE)
+            started = datetime.datetime.now(datetime.timezone.utc)
+            summary = _train(plan, spec, iterations=iterations, minutes=minutes, batch_size=batch_size,
+                             unlabelled_batch_size=unlabelled_batch_size, crop_size=crop_size, lr=lr, seed=seed,
+                             supervised_only=supervised_only, supervised_warmup=supervised_warmup, validate_every=validate_every,
+                             step_options={"unlabeled_dice": unlabelled_dice, "strong_views": strong_views},
+                             recorder=recorder, cancel=cancel, device=device, ranks=ranks)
+            return ranks.on_main(lambda: _conclude(plan, spec, store, model_name, summary, recorder, margin=margin,
+                                                   supervised_only=supervised_only, device=device, cancel=cancel, started=started))
+        finally:
+            _release_run(plan.run)  # rank 0 holds it; elsewhere nothing to release
 
 
 # ---- preparing (rank 0) ------------------------------------------------------------------------
 def _prepare(pool_folder: Path, store: ModelStore, model_name: str, resume: bool, skip_damaged: bool, from_scratch: bool) -> Plan:
     if resume:
         run = _unfinished_run(store, model_name)
+        _lock_run(run)
         _clear_old_runs(store, model_name, keep=run)
         if not (run / PLAN_FILE).is_file():  # killed while being prepared: prepare it again
             shutil.rmtree(run / SNAPSHOT_DIR, ignore_errors=True)
@@ -189,15 +196,17 @@ def _prepare(pool_folder: Path, store: ModelStore, model_name: str, resume: bool
             _check_same_pool(run, pool_folder)
     else:
         pool = _open_pool(pool_folder)  # before the run folder: a missing pool leaves nothing behind
-        if store.active(model_name) is None and not from_scratch:
+        if model_name not in store.names() and not from_scratch:
             known = ", ".join(store.names()) or "none"
             raise InputError(f"the model store has no model {model_name!r} (known: {known})",
                              "check the name with 'vqseg models list', or pass --from-scratch to train a new model from random weights")
         _clear_old_runs(store, model_name, keep=None)
         run = _new_run_folder(store, model_name)
+        _lock_run(run)
         try:
             _write_run_inputs(run, pool, store, model_name, skip_damaged)
         except BaseException:
+            _release_run(run)
             _discard_run(run)  # bad input writes nothing (docs/architecture.md §3.1), and --resume must not find it
             raise
     return _plan_of(run, store, model_name)
@@ -384,31 +393,36 @@ def _new_run_folder(store: ModelStore, name: str) -> Path:
 
 def _clear_old_runs(store: ModelStore, name: str, keep: Path | None) -> None:
     """Delete the run folders of finished fine-tunes and of killed ones that can no longer be resumed
-    (a new run replaces the one --resume would take). A run whose process still lives is left alone."""
+    (a new run replaces the one --resume would take). A run whose lock is held belongs to a fine-tune
+    that is still going (in any process, on any machine sharing the folder): it is left alone."""
     runs = store.root / name / RUNS
     for run in sorted(runs.glob("ft-*")) if runs.is_dir() else []:
-        if run != keep and run.is_dir() and ((run / DONE_FILE).exists() or not _process_alive(_run_pid(run))):
-            shutil.rmtree(run, ignore_errors=True)
+        if run == keep or not run.is_dir():
+            continue
+        try:
+            fd = os.open(run / RUN_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            continue
+        try:
+            if try_lock(fd):
+                shutil.rmtree(run, ignore_errors=True)
+        finally:
+            os.close(fd)
 
 
-def _run_pid(run: Path) -> int | None:
-    """The process that made `run` (its name ends in -<pid>)."""
-    tail = run.name.rsplit("-", 1)[-1]
-    return int(tail) if tail.isdigit() else None
+def _lock_run(run: Path) -> None:
+    """Hold the run's lock until `_release_run`: other fine-tunes then neither delete nor resume it."""
+    fd = os.open(run / RUN_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    if not try_lock(fd):
+        os.close(fd)
+        raise InputError(f"the fine-tune {run.name} is still running in another process", "wait for it to finish, or start a new one without --resume")
+    _HELD_RUN_LOCKS[run] = fd
 
 
-def _process_alive(pid: int | None) -> bool:
-    if pid is None or pid == os.getpid():  # this process is starting a new fine-tune: its old runs are over
-        return False
-    if os.name == "nt":  # os.kill would terminate the process on Windows: keep the folder
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # exists, owned by someone else
-    return True
+def _release_run(run: Path) -> None:
+    fd = _HELD_RUN_LOCKS.pop(run, None)
+    if fd is not None:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def _discard_run(run: Path) -> None:

@@ -31,7 +31,7 @@ from VQSegCore.pool.manifest import read_entries
 from VQSegCore.pool.pool_file import PoolInfo, create_pool_folder, read_pool_info
 from VQSegCore.pool.records import CaseRecord
 from VQSegCore.pool.removing import remove_case
-from VQSegCore.pool.snapshot import snapshot_cases
+from VQSegCore.pool.snapshot import check_links, link_cases
 from VQSegCore.pool.updating import update_case_label
 from VQSegCore.pool.verify import VerifyReport, verify_pool
 
@@ -137,9 +137,10 @@ class Pool:
             return verify_pool(self.layout, repair=repair, progress=progress)
 
     def snapshot(self, target: str | os.PathLike) -> tuple[list[CaseRecord], list[tuple[str, str]]]:
-        """Link every intact case into `target` and check its hashes (snapshot.py): (intact records, damaged cases)."""
+        """Link every case into `target` under the shared lock, then check its hashes (snapshot.py): (intact records, damaged cases)."""
         with self.lock(shared=True):
-            return snapshot_cases(self.layout, Path(target))
+            linked, damaged = link_cases(self.layout, Path(target))
+        return check_links(linked, damaged)
 
     def export_spec(self, path: str | os.PathLike, val_fraction: float = 0.0, seed: int = 0, include_unlabeled: bool = True) -> Path:
         """Write a dataset spec for `vqseg train` (see `export`); returns its path."""
