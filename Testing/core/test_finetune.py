@@ -272,3 +272,13 @@ def test_a_new_finetune_clears_finished_and_killed_runs_but_not_live_ones(tmp_pa
             run_module._lock_run(live)  # and it cannot be resumed from under its owner
     finally:
         os.close(held)
+
+
+def test_a_fine_tuned_version_keeps_its_parents_field_of_view(tmp_path, phantoms):
+    """A parent that runs on whole slices (inference_window 0, as the shipped lung model) stays so after fine-tuning."""
+    store, pool = _setup(tmp_path, phantoms, labelled=3)
+    parent = json.loads((store.path("lung", "v0001") / "card.json").read_text())
+    assert parent["config"]["inference_window"] == 0
+    result = finetune(pool.folder, model_name="lung", store=store, margin=1.0, **FAST)
+    card = json.loads((store.path("lung", result["version"]) / "card.json").read_text())
+    assert card["config"]["inference_window"] == 0

@@ -151,8 +151,10 @@ def _train(spec, config: VQSegConfig, out_dir: Path, dev: torch.device, ranks: D
     reporter = reporter or _NullReporter()
     cancel = cancel or _NoCancel()
     config = config.resolved()
-    if not config.inference_window and crop_size > 0 and crop_size % config.size_multiple == 0:  # a bad crop: the sampler says so
-        config = dataclasses.replace(config, inference_window=crop_size)  # the model infers at its training field of view
+    # A new model infers at its training field of view. A fine-tuned one keeps its parent's, whatever it
+    # is: its parent was validated and chosen that way (the shipped lung model runs on whole slices).
+    if initial_model is None and not config.inference_window and crop_size > 0 and crop_size % config.size_multiple == 0:
+        config = dataclasses.replace(config, inference_window=crop_size)
     if not config.classes.values == spec.classes.values:
         config = dataclasses.replace(config, classes=spec.classes)
     foundation_model = None
