@@ -134,7 +134,9 @@ def test_a_bad_pool_ends_both_ranks_with_exit_2_and_the_same_message(tmp_path):
     home = tmp_path / "home"
     store = ModelStore(home / "models")
     empty = Pool.create(tmp_path / "empty-pool")
-    ranks = _two_ranks(home, "finetune", "--pool", str(empty.folder), "--model", MODEL, *FAST_ARGS, "--events", timeout=90)
+    # --from-scratch: the store is empty, and the pool is the bad input under test
+    ranks = _two_ranks(home, "finetune", "--pool", str(empty.folder), "--model", MODEL, "--from-scratch", *FAST_ARGS, "--events",
+                       timeout=90)
     assert [rank.returncode for rank in ranks] == [2, 2], [rank.stderr[-2000:] for rank in ranks]
     error = _events(ranks[0].stdout)[-1]
     assert error["event"] == "error" and "has no cases" in error["message"] and error["exit_code"] == 2

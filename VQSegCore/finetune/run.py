@@ -228,8 +228,8 @@ def _write_run_inputs(run: Path, pool, store: ModelStore, model_name: str, skip_
         shown = "; ".join(f"{case_id}: {reason}" for case_id, reason in damaged[:10]) + ("; …" if len(damaged) > 10 else "")
         raise InputError(f"the pool {pool.folder} has {len(damaged)} damaged case(s): {shown}",
                          "run 'vqseg pool verify', then restore or remove the damaged cases; or pass --skip-damaged to fine-tune without them")
-    if not records:
-        raise InputError(f"the pool {pool.folder} has no intact case", "add cases with 'vqseg pool add'")
+    if not records and damaged:  # an empty pool is export_spec's to report
+        raise InputError(f"the pool {pool.folder} has no intact case", "restore the damaged cases, or add cases with 'vqseg pool add'")
     pool_spec = DatasetSpec.load(export_spec(pool.layout, pool.info, records, run / "pool-spec.json"))
     training_cases, held_out = split_for_validation(pool_spec.cases())
     if not any(case.labelled for case in training_cases):
