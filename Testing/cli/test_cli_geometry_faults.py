@@ -59,13 +59,24 @@ def test_the_bounds_are_the_documented_ones():
     assert (MIN_SPACING_MM, MAX_SPACING_MM) == (0.05, 20.0)
 
 
-def test_segment_refuses_each_fault_with_exit_2(cli, tmp_path):
+def test_each_fault_is_refused_by_the_reader_every_command_uses(tmp_path):
+    from VQSegCore.errors import InputError
+    from VQSegCore.io import read_volume
+
     for name, (path, phrase) in faulty_inputs(tmp_path / "in").items():
-        run = cli("segment", path, "-o", tmp_path / "out.nii.gz", "--events", timeout=60)
-        assert run.returncode == 2, (name, run.stderr[-2000:])
-        assert phrase in run.last["message"] and str(path) in run.last["message"], (name, run.last)
-        assert "truncated or corrupt" not in run.last["message"], name
-        assert not (tmp_path / "out.nii.gz").exists()
+        with pytest.raises(InputError) as raised:
+            read_volume(path)
+        assert phrase in raised.value.message and str(path) in raised.value.message, (name, raised.value.message)
+        assert "truncated or corrupt" not in raised.value.message and raised.value.hint, name
+
+
+@pytest.mark.parametrize("name", ["spacing 50 mm", "pixdim 0"])
+def test_segment_refuses_a_fault_with_exit_2_and_writes_nothing(cli, tmp_path, name):
+    path, phrase = faulty_inputs(tmp_path / "in")[name]
+    run = cli("segment", path, "-o", tmp_path / "out.nii.gz", "--events", timeout=60)
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert phrase in run.last["message"] and str(path) in run.last["message"]
+    assert not (tmp_path / "out.nii.gz").exists()
 
 
 def test_pool_add_refuses_a_fault_and_creates_no_case(cli, tmp_path):
