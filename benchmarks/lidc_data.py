@@ -37,6 +37,10 @@ ASSUMED_SPACING_MM = (0.7, 0.7, 1.25)
 VAL_FRACTION = 0.2
 # Reference attenuation of the two peaks (HU): aerated lung parenchyma and soft tissue/blood.
 LUNG_HU, SOFT_TISSUE_HU = -860.0, 40.0
+# Independent checks of the map: subcutaneous/mediastinal fat, and air (outside the body, trachea),
+# which a CT window starting near -1000 HU saturates at the lowest value.
+FAT_HU, AIR_HU = -100.0, -1000.0
+FAT_BAND_V = (80, 112)  # where a fat peak can lie between the lung and soft-tissue peaks
 
 
 def patients(data: Path = DEFAULT_DATA) -> list[str]:
@@ -116,14 +120,35 @@ def tissue_peaks(values: np.ndarray) -> tuple[float | None, float | None]:
     return peaks[0], peaks[1]
 
 
+def fat_peak(values: np.ndarray) -> float | None:
+    """A histogram peak in the fat band (v 80..112) of one case, where the crop shows fat, else None.
+
+    It must be a real local maximum holding >= 0.5% of the voxels per bin, so the falling flank of the
+    lung or the rising flank of the soft-tissue peak does not count.
+    """
+    histogram = gaussian_filter1d(np.bincount(values.ravel(), minlength=256).astype(float), 2.0)
+    low, high = FAT_BAND_V
+    window = histogram[low:high]
+    index = int(np.argmax(window))
+    if 0 < index < len(window) - 1 and window[index] >= 0.005 * values.size:
+        return float(low + index)
+    return None
+
+
 def intensity_check(data: Path = DEFAULT_DATA) -> dict:
-    lung, soft = [], []
+    lung, soft, fat, lowest, saturated = [], [], [], [], 0
     for path in sorted((data / "images").glob("*.nii.gz")):
-        first, second = tissue_peaks(sitk.GetArrayFromImage(sitk.ReadImage(str(path))))
+        values = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+        first, second = tissue_peaks(values)
         if first is not None:
             lung.append(first)
         if second is not None:
             soft.append(second)
+        third = fat_peak(values)
+        if third is not None:
+            fat.append(third)
+        lowest.append(int(values.min()))
+        saturated += int(np.mean(values == 0) >= 0.01)  # >= 1% of the crop at the bottom of the window: air
     lung_v, soft_v = statistics.median(lung), statistics.median(soft)
     slope = (SOFT_TISSUE_HU - LUNG_HU) / (soft_v - lung_v)
     fitted_intercept = LUNG_HU - slope * lung_v
@@ -136,6 +161,10 @@ def intensity_check(data: Path = DEFAULT_DATA) -> dict:
         "cases": len(list((data / "images").glob("*.nii.gz"))),
         "lung_peak_v": {"cases_with_peak": len(lung), "quartiles": quartiles(lung)},
         "soft_tissue_peak_v": {"cases_with_peak": len(soft), "quartiles": quartiles(soft)},
+        "fat_peak_v": {"cases_with_peak": len(fat), "quartiles": quartiles(fat) if fat else None,
+                       "hu_by_map": HU_SLOPE * statistics.median(fat) + HU_INTERCEPT if fat else None, "reference_hu": FAT_HU},
+        "air": {"lowest_value_median": statistics.median(lowest), "cases_with_1pct_at_0": saturated,
+                "hu_of_value_0": HU_INTERCEPT, "reference_hu": AIR_HU},
         "suggested_map": {"slope": HU_SLOPE, "intercept": HU_INTERCEPT,
                           "lung_peak_hu": HU_SLOPE * lung_v + HU_INTERCEPT,
                           "soft_tissue_peak_hu": HU_SLOPE * soft_v + HU_INTERCEPT},
@@ -158,8 +187,19 @@ def main(argv=None) -> int:
         rows.append({"tissue": tissue, "peak v: median (IQR)": f"{median:.0f} ({low:.0f}-{high:.0f})",
                      "HU by the map": round(suggested[hu_key]), "reference HU": reference,
                      "cases with a peak": found[key]["cases_with_peak"]})
+    fat = found["fat_peak_v"]
+    if fat["quartiles"]:
+        low, median, high = fat["quartiles"]
+        rows.append({"tissue": "fat (independent check)", "peak v: median (IQR)": f"{median:.0f} ({low:.0f}-{high:.0f})",
+                     "HU by the map": round(fat["hu_by_map"]), "reference HU": FAT_HU, "cases with a peak": fat["cases_with_peak"]})
+    air = found["air"]
+    rows.append({"tissue": "air (independent check: the window's lowest value)", "peak v: median (IQR)": "0 (saturated)",
+                 "HU by the map": round(air["hu_of_value_0"]), "reference HU": AIR_HU,
+                 "cases with a peak": air["cases_with_1pct_at_0"]})
     found["note"] = (f"{found['cases']} cases. Map used: HU = {HU_SLOPE} v {HU_INTERCEPT:+.0f}. The map through the "
-                     f"reference peaks would be HU = {fitted['slope']:.2f} v {fitted['intercept']:+.0f}.")
+                     f"reference peaks would be HU = {fitted['slope']:.2f} v {fitted['intercept']:+.0f}. Fat and air are "
+                     "independent of the fit: fat is the peak between lung and soft tissue where a crop shows fat; air is "
+                     "counted where at least 1% of a crop sits at value 0 (the bottom of the window).")
     write_report("lidc_intensity", rows, found)
     print(json.dumps(found, indent=1))
     if args.prepare:
