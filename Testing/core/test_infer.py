@@ -12,9 +12,9 @@ import torch
 from conftest import GEOMETRIES, SHARED_DATA, make_image
 from VQSegCore.errors import InputError
 from VQSegCore.infer import CodeStatistics, IndexBox, RoiRequest, SegmentRequest, ood_score, reference_from_volumes, segment_volume
-from VQSegCore.infer.body import body_box, crop_box, lung_box, lung_plane_boxes
+from VQSegCore.infer.body import body_box, crop_box, lung_box, lung_field, lung_mask, lung_plane_boxes
 from VQSegCore.infer.engine import normalised_entropy, resolve_precision
-from VQSegCore.infer.postprocess import remove_small_components
+from VQSegCore.infer.postprocess import keep_components_touching, remove_small_components
 from VQSegCore.model import VQSegConfig, build_model
 from VQSegCore.io import Geometry
 from VQSegCore.model.config import PreprocessingConfig
@@ -134,6 +134,7 @@ def test_lung_slabs_take_narrower_fields_near_apex_and_base(model):
     assert all((box.start[2], box.stop[2]) == r for box, r in zip(boxes, ranges))
     result = segment_volume(model, {}, phantom.image, SegmentRequest(slab_slices=8, uncertainty="entropy", device="cpu"))
     assert result.region_source == "lungs" and result.labels.GetSize() == phantom.image.GetSize()
+    assert any("without an ROI" in w and "lungs' bounding box" in w for w in result.warnings)
     # every voxel of the truth lies in a processed field (uncertainty > 0 there)
     truth = sitk.GetArrayViewFromImage(phantom.label) > 0
     assert np.all(sitk.GetArrayViewFromImage(result.uncertainty)[truth] > 0)
@@ -146,6 +147,7 @@ def test_roi_run_leaves_everything_outside_the_box_background(model, phantom):
     outside = np.ones(labels.shape, dtype=bool)
     outside[result.region.numpy_slices] = False
     assert result.region.size == (31, 31, 8) and result.region_source == "roi"
+    assert not any("without an ROI" in w for w in result.warnings)
     assert not labels[outside].any() and not uncertainty[outside].any()
     assert uncertainty[~outside].max() > 0
 
@@ -200,6 +202,33 @@ def test_small_components_are_removed_per_class():
     assert remove_small_components(labels, (1.0, 1.0, 1.0), 0.0, (1, 2))[0] is labels
 
 
+def test_findings_that_touch_no_field_are_removed_whole():
+    labels = np.zeros((6, 20, 20), dtype=np.uint8)
+    labels[1:5, 2:10, 2:10] = 1  # touches the field at one corner only: kept whole
+    labels[2:4, 14:18, 14:18] = 1  # outside: removed
+    labels[0, 0, 19] = 2  # another class, outside: removed
+    field = np.zeros(labels.shape, dtype=bool)
+    field[1, 2, 2] = True
+    cleaned, removed = keep_components_touching(labels, field, values=(1, 2))
+    assert removed == {1: 1, 2: 1}
+    assert (cleaned == 1).sum() == 256 and not cleaned[2:4, 14:18, 14:18].any() and not (cleaned == 2).any()
+    with pytest.raises(ValueError, match="shape"):
+        keep_components_touching(labels, field[:-1], values=(1,))
+
+
+def test_lung_field_keeps_the_tumour_and_drops_findings_away_from_the_lungs(phantom):
+    region, _ = crop_box(phantom.image, "lungs")
+    field = lung_field(lung_mask(phantom.image), region, phantom.image.GetSpacing())
+    assert field.shape == tuple(reversed(region.size)) and 0.2 < field.mean() < 0.8
+    labels = (sitk.GetArrayFromImage(phantom.label)[region.numpy_slices] > 0).astype(np.uint8)
+    tumour = int(labels.sum())
+    labels[8:12, :3, :3] = 1  # at the region's corner, in the chest wall beyond the lungs
+    cleaned, removed = keep_components_touching(labels, field, values=(1,))
+    assert removed == {1: 1} and int(cleaned.sum()) == tumour > 0  # the juxtapleural tumour stays whole
+    # The margin decides: without it a tumour against the pleura would not count as the lungs'.
+    assert lung_field(lung_mask(phantom.image), region, phantom.image.GetSpacing(), margin_mm=0.0).sum() < field.sum()
+
+
 def _codes(counts) -> CodeStatistics:
     return CodeStatistics(np.asarray(counts, dtype=np.int64), distance_sum=float(np.sum(counts)))
 
@@ -240,11 +269,12 @@ def test_nan_voxels_are_segmented_as_background_and_reported(model):
     dirty = sitk.GetImageFromArray(array)
     request = SegmentRequest(device="cpu", crop="none", window=0, probabilities=True)
     result = segment_volume(model, {}, dirty, request)
-    assert len(result.warnings) == 1 and "17 voxels in 2 slice(s)" in result.warnings[0]
+    nan_warnings = [w for w in result.warnings if "without an ROI" not in w]
+    assert len(nan_warnings) == 1 and "17 voxels in 2 slice(s)" in nan_warnings[0]
     assert result.report()["warnings"] == result.warnings
     probabilities = sitk.GetArrayViewFromImage(result.probabilities)
     assert np.isfinite(probabilities).all()
     # slices without NaN are as they would be without any
     reference = sitk.GetArrayFromImage(segment_volume(model, {}, clean, request).probabilities)  # a copy: the image is temporary
     np.testing.assert_allclose(probabilities[[0, 1, 3, 5]], reference[[0, 1, 3, 5]], atol=1e-5)
-    assert segment_volume(model, {}, clean, request).warnings == []
+    assert not any("not a number" in w for w in segment_volume(model, {}, clean, request).warnings)

@@ -226,3 +226,17 @@ def test_full_size_volume_is_fast_and_plausible():
     columns, rows = np.nonzero(body.any(axis=0))[0], np.nonzero(body.any(axis=1))[0]
     assert 300 <= (columns[-1] - columns[0] + 1) * 0.7 <= 350
     assert 200 <= (rows[-1] - rows[0] + 1) * 0.7 <= 250
+
+
+def test_without_tumour_is_the_same_chest_with_an_empty_label(left_30mm):
+    plain = make_chest_ct(PhantomSpec(**SMALL, seed=7, tumour_diameter_mm=30, tumour_side="left", tumour=False))
+    image, label = arrays(left_30mm)
+    image_plain, label_plain = arrays(plain)
+    assert not label_plain.any() and plain.tumour_centre_mm is None and plain.tumour_volume_ml == 0.0
+    changed = image != image_plain
+    assert changed.any()  # the tumour was painted only in the other one
+    # Only around the tumour: every changed voxel lies within the tumour's box grown by 3 voxels.
+    zz, yy, xx = np.nonzero(label)
+    grown = np.zeros_like(changed)
+    grown[max(0, zz.min() - 3):zz.max() + 4, max(0, yy.min() - 3):yy.max() + 4, max(0, xx.min() - 3):xx.max() + 4] = True
+    assert not (changed & ~grown).any()

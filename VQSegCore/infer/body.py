@@ -23,6 +23,9 @@ BODY_THRESHOLD_HU = -500.0
 LUNG_THRESHOLD_HU = -400.0
 BODY_MARGIN_MM = 10.0
 LUNG_MARGIN_MM = (15.0, 15.0, 20.0)  # x, y, z
+# A finding must reach this close to the lungs to count as theirs: a tumour against the pleura is
+# soft tissue next to the air, not in it.
+LUNG_FIELD_MARGIN_MM = 6.0
 MIN_LUNG_ML = 50.0
 SHRUNK_SPACING_MM = 3.0
 # A "body" smaller than this fraction of the image is noise or a phantom without body: keep the whole image.
@@ -116,6 +119,23 @@ def lung_plane_boxes(image: sitk.Image, region: IndexBox, slab_ranges: list[tupl
             i0, j0, i1, j1 = 0, 0, region.size[0], region.size[1]
         boxes.append(IndexBox((i0, j0, start), (i1, j1, stop)))
     return boxes
+
+
+def lung_field(lungs: tuple[np.ndarray, np.ndarray], region: IndexBox, spacing, margin_mm: float = LUNG_FIELD_MARGIN_MM) -> np.ndarray:
+    """The lungs, what they enclose and `margin_mm` around them, on the full-resolution grid of `region` ([z, y, x] bool).
+
+    Each axial slice of the binned lung mask has its holes filled (a nodule inside a lung is not air,
+    but it is enclosed by it), then the mask grows by the margin (a box, per axis); every
+    full-resolution voxel takes the value of the bin it falls in. `spacing`: the image's (x, y, z) mm.
+    """
+    mask, factors = lungs
+    filled = np.stack([ndimage.binary_fill_holes(plane) for plane in mask])
+    bin_mm = np.asarray(spacing, dtype=float) * factors
+    reach = np.ceil(margin_mm / bin_mm - 1e-9).astype(int)  # bins per side, x y z
+    filled = ndimage.maximum_filter(filled, size=tuple(int(2 * r + 1) for r in reach[::-1]))
+    # BinShrink drops a last partial bin: voxels there take the last bin's value.
+    indices = [np.minimum(np.arange(region.start[a], region.stop[a]) // factors[a], filled.shape[2 - a] - 1) for a in (2, 1, 0)]
+    return filled[np.ix_(*indices)]
 
 
 def _shrunk(image: sitk.Image) -> tuple[sitk.Image, np.ndarray]:

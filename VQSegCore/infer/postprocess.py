@@ -1,15 +1,38 @@
-"""Optional clean-up of a label map: drop connected components smaller than a volume, per class.
+"""Clean-up of a label map by connected components, per class.
 
     labels, removed = remove_small_components(labels, spacing_zyx, min_ml=0.5, values=(1,))
+    labels, removed = keep_components_touching(labels, field, values=(1,))
 
 Components are 26-connected (any shared corner joins voxels). Removed voxels become background.
-Off by default: a real small lesion is as small as a speck of noise, so the user chooses.
+Small components: off by default (a real small lesion is as small as a speck of noise, so the
+user chooses). Touching a field: a finding is kept whole when any voxel of it lies in the field, so
+a tumour that grows from the lung into the chest wall keeps its outer part.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
+
+
+_STRUCTURE = np.ones((3, 3, 3), dtype=bool)
+
+
+def keep_components_touching(labels: np.ndarray, field: np.ndarray, values) -> tuple[np.ndarray, dict[int, int]]:
+    """(labels without the components that have no voxel in `field`, {value: components removed}); `labels` is not modified."""
+    if field.shape != labels.shape:
+        raise ValueError(f"field shape {field.shape} differs from the labels' {labels.shape}")
+    cleaned = labels.copy()
+    removed = {}
+    for value in values:
+        components, count = ndimage.label(labels == value, structure=_STRUCTURE)
+        touching = np.zeros(count + 1, dtype=bool)
+        touching[np.unique(components[field])] = True
+        outside = np.flatnonzero(~touching)
+        outside = outside[outside > 0]
+        cleaned[np.isin(components, outside)] = 0
+        removed[int(value)] = int(outside.size)
+    return cleaned, removed
 
 
 def remove_small_components(labels: np.ndarray, spacing_zyx, min_ml: float, values) -> tuple[np.ndarray, dict[int, int]]:
@@ -20,9 +43,8 @@ def remove_small_components(labels: np.ndarray, spacing_zyx, min_ml: float, valu
     min_voxels = max(1, int(np.ceil(min_ml / voxel_ml - 1e-9)))
     cleaned = labels.copy()
     removed = {}
-    structure = np.ones((3, 3, 3), dtype=bool)
     for value in values:
-        components, count = ndimage.label(labels == value, structure=structure)
+        components, count = ndimage.label(labels == value, structure=_STRUCTURE)
         if count == 0:
             removed[int(value)] = 0
             continue

@@ -25,10 +25,10 @@ import SimpleITK as sitk
 import torch
 
 from VQSegCore.errors import InputError
-from VQSegCore.infer.body import crop_box, lung_mask, lung_plane_boxes
+from VQSegCore.infer.body import crop_box, lung_field, lung_mask, lung_plane_boxes
 from VQSegCore.infer.engine import SliceEngine, resolve_window
 from VQSegCore.infer.ood import CodeStatistics, OodScore, ood_score
-from VQSegCore.infer.postprocess import remove_small_components
+from VQSegCore.infer.postprocess import keep_components_touching, remove_small_components
 from VQSegCore.infer.roi import IndexBox, RoiRequest
 from VQSegCore.io.geometry import Geometry
 from VQSegCore.preprocess import (AXIS_TOLERANCE, intensity_transform, model_grid_size, probabilities_to_label, scalar_to_original,
@@ -50,6 +50,9 @@ class SegmentRequest:
     uncertainty: str | None = None  # None | "entropy" | "samples"
     probabilities: bool = False
     min_component_ml: float = 0.0
+    # CT without an ROI: drop findings that touch no lung (the lungs' bounding box also holds the
+    # heart, the mediastinum, the spine and the upper abdomen, where a lung-lesion model has no business).
+    lungs_only: bool = True
     device: str = "auto"
     precision: str = "auto"
     batch_size: int | None = None  # slices per forward pass; None: 2 on CPU (cache-friendly, measured), 16 on GPU
@@ -173,6 +176,18 @@ def segment_volume(model, card: dict, image: sitk.Image, request: SegmentRequest
 
     started = time.perf_counter()
     spacing_zyx = tuple(reversed(image.GetSpacing()))
+    voxel_ml = float(np.prod(spacing_zyx)) / 1000.0
+    if source != "roi" and config.preprocessing.modality == "ct":
+        warnings.append(f"made without an ROI: the model searched {_REGION_WORDS[source]}; it was trained on regions around "
+                        "lesions and can mark other dense structures, so check every finding or place an ROI around the lesion")
+    if source == "lungs" and request.lungs_only and lungs is not None:
+        before = np.count_nonzero(region_labels)
+        region_labels, removed = keep_components_touching(region_labels, lung_field(lungs, region, image.GetSpacing()),
+                                                             config.classes.values)
+        if any(removed.values()):
+            dropped_ml = (before - np.count_nonzero(region_labels)) * voxel_ml
+            notes.append(f"removed {sum(removed.values())} finding(s), {dropped_ml:.2f} mL, that touch no lung "
+                         "(--keep-outside-lungs keeps them)")
     if request.min_component_ml > 0:
         region_labels, removed = remove_small_components(region_labels, spacing_zyx, request.min_component_ml, config.classes.values)
         if any(removed.values()):
@@ -186,7 +201,6 @@ def segment_volume(model, card: dict, image: sitk.Image, request: SegmentRequest
         probabilities_image = channels[0] if len(channels) == 1 else sitk.Compose(channels)
     watch.add("postprocess", started)
 
-    voxel_ml = float(np.prod(spacing_zyx)) / 1000.0
     counts = np.bincount(region_labels.ravel(), minlength=max(label_values) + 1)
     classes = [{"id": c.id, "name": c.name, "value": c.value, "voxels": int(counts[c.value]),
                 "ml": round(float(counts[c.value]) * voxel_ml, 3)} for c in config.classes.classes]
@@ -202,6 +216,9 @@ def segment_volume(model, card: dict, image: sitk.Image, request: SegmentRequest
         precision=engine.precision_name, device=str(device), slices_per_s=total_slices / infer_s if infer_s else 0.0, codes=codes,
         notes=notes, warnings=warnings,
     )
+
+
+_REGION_WORDS = {"lungs": "the lungs' bounding box", "body": "the body's bounding box", "whole image": "the whole image"}
 
 
 def _without_nan(image: sitk.Image) -> tuple[sitk.Image, list[str]]:

@@ -52,12 +52,13 @@ def make_chest_ct(spec: PhantomSpec = PhantomSpec()) -> Phantom:
     tissue, hu = _draw_anatomy(layout, torso)
     _roughen_bone(layout, anatomy_rng, tissue, hu)
     _paint_vessels(layout, _vessel_trees(layout, vessel_rng, tissue), tissue, hu)
-    box, mask, centre = _draw_tumour(layout, tumour_rng, tissue, hu, diameter,
-                                     +1 if side_name == "left" else -1)
-    del tissue
-
     label = np.zeros(layout.shape, dtype=np.uint8)
-    label[box][mask] = 1
+    centre = None
+    if spec.tumour:
+        box, mask, centre = _draw_tumour(layout, tumour_rng, tissue, hu, diameter,
+                                         +1 if side_name == "left" else -1)
+        label[box][mask] = 1
+    del tissue
     _add_ct_noise(hu, float(spec.noise_hu), noise_seed)
 
     image = _to_image(hu, spec)
@@ -68,7 +69,8 @@ def make_chest_ct(spec: PhantomSpec = PhantomSpec()) -> Phantom:
     return Phantom(
         image=image,
         label=label_image,
-        tumour_centre_mm=tuple(image.TransformContinuousIndexToPhysicalPoint([float(c) for c in centre])),
-        tumour_diameter_mm=diameter,
-        tumour_volume_ml=int(mask.sum()) * voxel_ml,
+        tumour_centre_mm=(tuple(image.TransformContinuousIndexToPhysicalPoint([float(c) for c in centre]))
+                          if centre is not None else None),
+        tumour_diameter_mm=diameter if spec.tumour else 0.0,
+        tumour_volume_ml=int(np.count_nonzero(label)) * voxel_ml,
     )

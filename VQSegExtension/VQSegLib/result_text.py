@@ -50,7 +50,11 @@ def segmentSummary(segmentResult: Optional[dict], classNames: Optional[Dict[str,
         text += f". Done in {total:.1f} s"
         if result.get("device"):
             text += f" ({result['device']})"
-    return text + "."
+    text += "."
+    source = (result.get("region") or {}).get("source")
+    if source and source != "roi":
+        text += " Made without an ROI: check every finding, or place an ROI around the lesion and segment again."
+    return text
 
 
 # ---- pool ---------------------------------------------------------------------------------------

@@ -63,6 +63,8 @@ def register(subparsers) -> argparse.ArgumentParser:
                         help="entropy of the softmax (one pass), or of the mean over flip and QPM samples (4 passes)")
     parser.add_argument("--min-component-ml", type=float, default=0.0, metavar="ML",
                         help="remove connected components smaller than this volume, per class (default 0: keep all)")
+    parser.add_argument("--keep-outside-lungs", dest="lungs_only", action="store_false",
+                        help="CT without --roi-*: keep findings that touch no lung (default: they are removed)")
     parser.add_argument("--crop", choices=("auto", "lungs", "body", "none"), default="auto",
                         help="CT without --roi-*: process only the lungs' bounding box (auto: lungs, else body), the body's, or all")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -128,7 +130,8 @@ def run(args: argparse.Namespace, context) -> dict:
             roi = RoiRequest(system, tuple(corners[:3]), tuple(corners[3:]))
     request = SegmentRequest(
         roi=roi, crop=args.crop, uncertainty=args.uncertainty_mode if args.uncertainty else None,
-        probabilities=args.probabilities is not None, min_component_ml=args.min_component_ml, device=args.device,
+        probabilities=args.probabilities is not None, min_component_ml=args.min_component_ml, lungs_only=args.lungs_only,
+        device=args.device,
         precision=args.precision, batch_size=args.batch_size, window=args.window, memory_limit_gb=args.max_memory_gb,
     )
     result = segment_volume(model, card, volume.image, request, progress=context.reporter.progress, cancel=context.cancel)

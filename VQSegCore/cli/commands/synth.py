@@ -26,6 +26,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--spacing", type=float, nargs=3, metavar=("X", "Y", "Z"), default=(0.7, 0.7, 1.5), help="voxel spacing in mm (default 0.7 0.7 1.5)")
     parser.add_argument("--diameter", type=float, help="tumour diameter in mm, 10–60 (default: drawn from the seed)")
     parser.add_argument("--side", choices=("left", "right"), help="lung that holds the tumour (default: drawn from the seed)")
+    parser.add_argument("--no-tumour", dest="tumour", action="store_false",
+                        help="the same chest without a tumour (for checking false positives); the label is empty")
     parser.add_argument("--noise", type=float, default=15.0, help="noise standard deviation in HU (default 15)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.set_defaults(run=run)
@@ -47,7 +49,7 @@ def run(args: argparse.Namespace, context) -> dict:
     try:
         spec = PhantomSpec(
             size_xy=tuple(args.size), n_slices=args.slices, spacing=tuple(args.spacing),
-            tumour_diameter_mm=args.diameter, tumour_side=args.side, noise_hu=args.noise, seed=args.seed,
+            tumour_diameter_mm=args.diameter, tumour_side=args.side, tumour=args.tumour, noise_hu=args.noise, seed=args.seed,
         )
         context.reporter.progress("generate", 0, 1)
         started = time.perf_counter()
@@ -72,6 +74,6 @@ def run(args: argparse.Namespace, context) -> dict:
         "spacing_mm": list(phantom.image.GetSpacing()),
         "tumour_diameter_mm": round(phantom.tumour_diameter_mm, 1),
         "tumour_volume_ml": round(phantom.tumour_volume_ml, 2),
-        "tumour_centre_mm": [round(c, 1) for c in phantom.tumour_centre_mm],
+        "tumour_centre_mm": [round(c, 1) for c in phantom.tumour_centre_mm] if phantom.tumour_centre_mm else None,
         "seconds": {"generate": round(generated - started, 2), "write": round(time.perf_counter() - generated, 2)},
     }
