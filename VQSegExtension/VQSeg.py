@@ -198,6 +198,8 @@ class VQSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.activateVersionButton.connect("clicked(bool)", self.onActivateVersion)
         self.ui.rollbackButton.connect("clicked(bool)", self.onRollback)
         self.ui.openReportButton.connect("clicked(bool)", self.onOpenReport)
+        self.ui.exportVersionButton.connect("clicked(bool)", self.onExportVersion)
+        self.ui.importVersionButton.connect("clicked(bool)", self.onImportVersion)
         self.ui.roiSelector.connect("nodeAddedByUser(vtkMRMLNode*)", self.onRoiCreated)
         self.ui.openHomeFolderButton.connect("clicked(bool)", self.onOpenHomeFolder)
         self.ui.checkDeviceButton.connect("clicked(bool)", self.onCheckDevice)
@@ -274,7 +276,8 @@ class VQSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.show3DButton.setSegmentationNode(segmentation)  # the button is off without a node
         self.ui.addToPoolButton.enabled = not busy and madeByVQSeg
         self.ui.addUnlabeledButton.enabled = not busy and hasDraft
-        for button in (self.ui.refreshPoolButton, self.ui.refreshModelsButton, self.ui.activateVersionButton, self.ui.rollbackButton):
+        for button in (self.ui.refreshPoolButton, self.ui.refreshModelsButton, self.ui.activateVersionButton, self.ui.rollbackButton,
+                       self.ui.exportVersionButton, self.ui.importVersionButton):
             button.enabled = not busy
         self.ui.modelSelector.enabled = not busy
         self.ui.segmentButton.toolTip = _("Segment the input volume (in the ROI, if one is chosen)") if hasVolume else _("Select an input volume")
@@ -541,6 +544,34 @@ class VQSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         name = cli_arguments.modelName(self._parameterNode.modelName)
         self._changeActiveVersion(lambda onCompleted: self.logic.activateVersion(
             name, item.text(), onCompleted=onCompleted, waitForCompletion=False))
+
+    def onExportVersion(self) -> None:
+        row = self.ui.modelVersionsTable.currentRow()
+        item = self.ui.modelVersionsTable.item(row, 0) if row >= 0 else None
+        if item is None:
+            slicer.util.warningDisplay(_("Select a version in the table first (Refresh lists them)."), windowTitle=_("VQSeg"))
+            return
+        name, version = cli_arguments.modelName(self._parameterNode.modelName), item.text()
+        suggested = os.path.join(os.path.expanduser("~"), f"{name}-{version}.tar")
+        path = qt.QFileDialog.getSaveFileName(slicer.util.mainWindow(), _("Export model version"), suggested,
+                                              _("VQSeg model archive (*.tar)"))
+        if not path:
+            return
+        def completed(run, exported):
+            self._finish(run, _("Exported {model} to {path}.").format(model=f"{name}@{version}", path=(exported or {}).get("archive", path)))
+        self._start("export model", lambda: self.logic.exportVersion(name, version, path, onCompleted=completed, waitForCompletion=False))
+
+    def onImportVersion(self) -> None:
+        name = cli_arguments.modelName(self._parameterNode.modelName)
+        path = qt.QFileDialog.getOpenFileName(slicer.util.mainWindow(), _("Import a model version into {model}").format(model=name),
+                                              os.path.expanduser("~"), _("VQSeg model archive (*.tar)"))
+        if not path:
+            return
+        def completed(run, imported):
+            if self._finish(run, _("Imported as {model}@{version} (a candidate: select it and Activate to use it).").format(
+                    model=name, version=(imported or {}).get("version", "?"))):
+                self.onRefreshModels()
+        self._start("import model", lambda: self.logic.importVersion(path, name, onCompleted=completed, waitForCompletion=False))
 
     def onRoiCreated(self, roiNode) -> None:
         """A new ROI from the Region selector: a box at the centre of the CT, to drag onto the lesion."""
@@ -899,6 +930,16 @@ class VQSegLogic(ScriptedLoadableModuleLogic):
 
     def rollback(self, modelName: str, onCompleted=None, waitForCompletion: bool = True):
         return self.runCommand(cli_arguments.modelsRollbackArguments(modelName), onCompleted=onCompleted,
+                               waitForCompletion=waitForCompletion)
+
+    def exportVersion(self, modelName: str, version: str, archivePath: str, onCompleted=None, waitForCompletion: bool = True):
+        """`vqseg models export`: one tar with the version's card and weights."""
+        return self.runCommand(cli_arguments.modelsExportArguments(modelName, version, archivePath), onCompleted=onCompleted,
+                               waitForCompletion=waitForCompletion)
+
+    def importVersion(self, archivePath: str, modelName: str, onCompleted=None, waitForCompletion: bool = True):
+        """`vqseg models import`: the archive becomes a new candidate version of `modelName` (never active by itself)."""
+        return self.runCommand(cli_arguments.modelsImportArguments(archivePath, modelName), onCompleted=onCompleted,
                                waitForCompletion=waitForCompletion)
 
 

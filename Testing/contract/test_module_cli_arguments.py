@@ -68,6 +68,10 @@ def test_finetune_and_models_arguments():
     assert (activated.action, activated.model) == ("activate", "lung-lesion@v0003")
     rolled = parse(cli_arguments.modelsRollbackArguments("lung-lesion"))
     assert (rolled.action, rolled.name) == ("rollback", "lung-lesion")
+    exported = parse(cli_arguments.modelsExportArguments("lung-lesion", "v0002", "/w/lung-lesion-v0002.tar"))
+    assert (exported.action, exported.model, str(exported.out)) == ("export", "lung-lesion@v0002", "/w/lung-lesion-v0002.tar")
+    imported = parse(cli_arguments.modelsImportArguments("/w/lung-lesion-v0002.tar", "lung-lesion"))
+    assert (imported.action, str(imported.archive), imported.name) == ("import", "/w/lung-lesion-v0002.tar", "lung-lesion")
 
 
 def test_synth_arguments():

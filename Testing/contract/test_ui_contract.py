@@ -59,6 +59,18 @@ def test_open_report_and_home_folder_buttons_are_connected(uiText, moduleSource)
     assert "qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(" in moduleSource
 
 
+def test_export_and_import_buttons_are_connected_and_blocked_while_busy(uiText, moduleSource):
+    widgets = checks.uiWidgets(uiText)
+    assert widgets["exportVersionButton"] == "QPushButton" and widgets["importVersionButton"] == "QPushButton"
+    assert 'self.ui.exportVersionButton.connect("clicked(bool)", self.onExportVersion)' in moduleSource
+    assert 'self.ui.importVersionButton.connect("clicked(bool)", self.onImportVersion)' in moduleSource
+    assert "self.ui.exportVersionButton, self.ui.importVersionButton):" in moduleSource  # in the busy loop
+    assert "cli_arguments.modelsExportArguments(" in moduleSource and "cli_arguments.modelsImportArguments(" in moduleSource
+    # Qt's static dialogs: (parent, caption, directory, filter) -> path string in PythonQt
+    assert "qt.QFileDialog.getSaveFileName(slicer.util.mainWindow()," in moduleSource
+    assert "qt.QFileDialog.getOpenFileName(slicer.util.mainWindow()," in moduleSource
+
+
 def test_the_region_selector_creates_a_centred_roi(uiText, moduleSource):
     roi = uiText[uiText.index('name="roiSelector"'):]
     roi = roi[:roi.index("</widget>")]

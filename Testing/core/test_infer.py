@@ -135,6 +135,7 @@ def test_lung_slabs_take_narrower_fields_near_apex_and_base(model):
     result = segment_volume(model, {}, phantom.image, SegmentRequest(slab_slices=8, uncertainty="entropy", device="cpu"))
     assert result.region_source == "lungs" and result.labels.GetSize() == phantom.image.GetSize()
     assert any("without an ROI" in w and "lungs' bounding box" in w for w in result.warnings)
+    assert set(result.report()["removed"]) == {"outside_lungs"} and result.removed["outside_lungs"]["ml"] >= 0
     # every voxel of the truth lies in a processed field (uncertainty > 0 there)
     truth = sitk.GetArrayViewFromImage(phantom.label) > 0
     assert np.all(sitk.GetArrayViewFromImage(result.uncertainty)[truth] > 0)

@@ -76,6 +76,7 @@ class SegmentResult:
     slices_per_s: float
     codes: CodeStatistics | None = None  # code usage of the processed tokens (the OOD score's input)
     notes: list[str] = field(default_factory=list)
+    removed: dict = field(default_factory=dict)  # clean-up steps that ran: {"outside_lungs" | "small": {"findings": n, "ml": v}}
     warnings: list[str] = field(default_factory=list)  # things that may make the result wrong (e.g. NaN voxels)
 
     def report(self) -> dict:
@@ -83,6 +84,7 @@ class SegmentResult:
             "classes": self.classes, "region": {"source": self.region_source, **self.region.to_dict()},
             "ood": self.ood.to_dict() if self.ood else None, "timings_s": self.timings_s,
             "precision": self.precision, "device": self.device, "slices_per_s": round(self.slices_per_s, 2), "notes": self.notes,
+            "removed": self.removed,
             "warnings": self.warnings,
         }
 
@@ -180,16 +182,20 @@ def segment_volume(model, card: dict, image: sitk.Image, request: SegmentRequest
     if source != "roi" and config.preprocessing.modality == "ct":
         warnings.append(f"made without an ROI: the model searched {_REGION_WORDS[source]}; it was trained on regions around "
                         "lesions and can mark other dense structures, so check every finding or place an ROI around the lesion")
+    cleanup = {}
     if source == "lungs" and request.lungs_only and lungs is not None:
         before = np.count_nonzero(region_labels)
         region_labels, removed = keep_components_touching(region_labels, lung_field(lungs, region, image.GetSpacing()),
                                                              config.classes.values)
+        dropped_ml = (before - np.count_nonzero(region_labels)) * voxel_ml
+        cleanup["outside_lungs"] = {"findings": sum(removed.values()), "ml": round(dropped_ml, 3)}
         if any(removed.values()):
-            dropped_ml = (before - np.count_nonzero(region_labels)) * voxel_ml
             notes.append(f"removed {sum(removed.values())} finding(s), {dropped_ml:.2f} mL, that touch no lung "
                          "(--keep-outside-lungs keeps them)")
     if request.min_component_ml > 0:
+        before = np.count_nonzero(region_labels)
         region_labels, removed = remove_small_components(region_labels, spacing_zyx, request.min_component_ml, config.classes.values)
+        cleanup["small"] = {"findings": sum(removed.values()), "ml": round((before - np.count_nonzero(region_labels)) * voxel_ml, 3)}
         if any(removed.values()):
             notes.append(f"removed components smaller than {request.min_component_ml} mL: "
                          + ", ".join(f"{config.classes.by_value(v).id} {n}" for v, n in removed.items() if n))
@@ -214,7 +220,7 @@ def segment_volume(model, card: dict, image: sitk.Image, request: SegmentRequest
         labels=labels_image, probabilities=probabilities_image, uncertainty=uncertainty_image, region=region,
         region_source=source, ood=ood, classes=classes, timings_s={k: round(v, 3) for k, v in watch.totals.items()},
         precision=engine.precision_name, device=str(device), slices_per_s=total_slices / infer_s if infer_s else 0.0, codes=codes,
-        notes=notes, warnings=warnings,
+        notes=notes, warnings=warnings, removed=cleanup,
     )
 
 

@@ -111,6 +111,14 @@ def modelsRollbackArguments(modelName: str) -> List[str]:
     return ["models", "rollback", modelName]
 
 
+def modelsExportArguments(modelName: str, version: str, archivePath: str) -> List[str]:
+    return ["models", "export", f"{modelName}@{version}", "--out", archivePath]
+
+
+def modelsImportArguments(archivePath: str, modelName: str) -> List[str]:
+    return ["models", "import", archivePath, "--name", modelName]
+
+
 def synthArguments(outputPath: str, labelPath: str, sizeXY: Sequence[int] = (96, 96), slices: int = 24,
                    spacing: Sequence[float] = (3.0, 3.0, 5.0), seed: int = 0) -> List[str]:
     """A small synthetic chest CT and its tumour label (the self-test's input; no download)."""
