@@ -250,7 +250,8 @@ def _train(spec, config: VQSegConfig, out_dir: Path, dev: torch.device, ranks: D
                         generator=generator, extra={"best_dice": best_dice, "best_iteration": best_iteration, "elapsed_s": elapsed()})
 
     def training_info() -> dict:
-        info = {k: v for k, v in settings.items() if k != "config"} | {"iterations_done": iteration, "device": str(dev)}
+        info = {k: v for k, v in settings.items() if k != "config"} | {"iterations_done": iteration, "device": str(dev),
+                                                                        "training_minutes": round(elapsed() / 60, 1)}
         return info | ({"qpm_effective_candidates": round(kernel_width, 2)} if kernel_width is not None else {})
 
     def step_decision() -> tuple[bool, float]:
