@@ -133,7 +133,7 @@ class SegmentOutcome(NamedTuple):
 class PoolOutcome(NamedTuple):
     caseId: str
     action: str  # "add" or "update"
-    status: str  # "labeled" or "unlabeled"
+    status: str  # "labelled" or "unlabelled"
     ignoredSegmentIds: List[str]  # segments outside the class table (not exported)
     result: dict
 
@@ -189,8 +189,8 @@ class VQSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.ui.segmentButton.connect("clicked(bool)", self.onSegmentButton)
         self.ui.correctButton.connect("clicked(bool)", self.onCorrectButton)
-        self.ui.addToPoolButton.connect("clicked(bool)", lambda: self.onAddToPool(labeled=True))
-        self.ui.addUnlabeledButton.connect("clicked(bool)", lambda: self.onAddToPool(labeled=False))
+        self.ui.addToPoolButton.connect("clicked(bool)", lambda: self.onAddToPool(labelled=True))
+        self.ui.addUnlabelledButton.connect("clicked(bool)", lambda: self.onAddToPool(labelled=False))
         self.ui.refreshPoolButton.connect("clicked(bool)", self.onRefreshPool)
         self.ui.poolTable.connect("cellDoubleClicked(int,int)", self.onPoolCaseDoubleClicked)
         self.ui.finetuneButton.connect("clicked(bool)", self.onFinetuneButton)
@@ -275,7 +275,7 @@ class VQSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.correctButton.enabled = bool(segmentation)
         self.ui.show3DButton.setSegmentationNode(segmentation)  # the button is off without a node
         self.ui.addToPoolButton.enabled = not busy and madeByVQSeg
-        self.ui.addUnlabeledButton.enabled = not busy and hasDraft
+        self.ui.addUnlabelledButton.enabled = not busy and hasDraft
         for button in (self.ui.refreshPoolButton, self.ui.refreshModelsButton, self.ui.activateVersionButton, self.ui.rollbackButton,
                        self.ui.exportVersionButton, self.ui.importVersionButton):
             button.enabled = not busy
@@ -447,10 +447,10 @@ class VQSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # ---- Pool -----------------------------------------------------------------------------------
 
-    def onAddToPool(self, labeled: bool) -> None:
+    def onAddToPool(self, labelled: bool) -> None:
         node = self._parameterNode
         self._start("add to pool", lambda: self.logic.addToPool(
-            node.segmentation, node.poolName, labeled=labeled, onEvent=self._onRunEvent, onCompleted=self._onAddedToPool,
+            node.segmentation, node.poolName, labelled=labelled, onEvent=self._onRunEvent, onCompleted=self._onAddedToPool,
             waitForCompletion=False))
 
     def _onAddedToPool(self, run, outcome: Optional[PoolOutcome]) -> None:
@@ -826,9 +826,9 @@ class VQSegLogic(ScriptedLoadableModuleLogic):
 
     # ---- Pool -----------------------------------------------------------------------------------
 
-    def addToPool(self, segmentationNode, pool: str, labeled: bool = True, onEvent=None, onCompleted=None,
+    def addToPool(self, segmentationNode, pool: str, labelled: bool = True, onEvent=None, onCompleted=None,
                   waitForCompletion: bool = True):
-        """Add the case to the pool: corrected (labeled) or as unlabelled data; a case already in this pool gets its label updated."""
+        """Add the case to the pool: corrected (labelled) or as unlabelled data; a case already in this pool gets its label updated."""
         if segmentationNode is None:
             raise ValueError(_("There is no segmentation to add: segment first."))
         classes = segmentation_tags.classesOf(segmentationNode)
@@ -841,16 +841,16 @@ class VQSegLogic(ScriptedLoadableModuleLogic):
         if draftPath and not os.path.isfile(draftPath):
             logging.warning("VQSeg: the draft %s is gone; the case is added without it", draftPath)
             draftPath = ""
-        if not labeled and updating:
+        if not labelled and updating:
             raise ValueError(_("This case is already in the pool ({case}).").format(case=caseId))
-        if not labeled and not draftPath:
-            raise ValueError(_("'Add as unlabeled' needs the model's segmentation of this volume: segment it first."))
+        if not labelled and not draftPath:
+            raise ValueError(_("'Add as unlabelled' needs the model's segmentation of this volume: segment it first."))
 
         workDir = self.runner.createWorkDir()
         ignored = []
         try:
-            labelPath = os.path.join(workDir, "label.nii.gz") if labeled else None
-            if labeled:
+            labelPath = os.path.join(workDir, "label.nii.gz") if labelled else None
+            if labelled:
                 exported = segio.exportSegmentationToLabelmapFile(segmentationNode, volumeNode, classes, labelPath)
                 ignored = list(exported.get("ignoredSegmentIds", []))
             if updating:
@@ -882,7 +882,7 @@ class VQSegLogic(ScriptedLoadableModuleLogic):
     def listPool(self, pool: str, onCompleted=None, waitForCompletion: bool = True):
         """`pool list`'s result; an empty listing (no process) when the pool does not exist yet."""
         if not home.isPool(home.poolFolder(self.homeFolder(), pool)):
-            emptyListing = {"event": "result", "count": 0, "labeled": 0, "unlabeled": 0, "cases": [], "unreadable": []}
+            emptyListing = {"event": "result", "count": 0, "labelled": 0, "unlabelled": 0, "cases": [], "unreadable": []}
             return self.runs.finishWithoutRun(emptyListing, onCompleted=onCompleted, waitForCompletion=waitForCompletion)
         return self.runCommand(cli_arguments.poolListArguments(pool), onCompleted=onCompleted, waitForCompletion=waitForCompletion)
 
@@ -1029,12 +1029,12 @@ class VQSegTest(ScriptedLoadableModuleTest):
             self.assertEqual(corrected, int(np.count_nonzero(tumour)))
 
             added = logic.addToPool(segmentationNode, pool)
-            self.assertEqual((added.action, added.status), ("add", "labeled"))
+            self.assertEqual((added.action, added.status), ("add", "labelled"))
             self.assertFalse(os.path.exists(draftPath))  # the pool keeps its own copy
             updated = logic.addToPool(segmentationNode, pool)  # adding again updates the same case
             self.assertEqual((updated.action, updated.caseId), ("update", added.caseId))
             casesById = {case["id"]: case for case in logic.listPool(pool)["cases"]}
-            self.assertEqual(casesById[added.caseId]["status"], "labeled")
+            self.assertEqual(casesById[added.caseId]["status"], "labelled")
 
             reopened = logic.reopenCase(pool, added.caseId)
             self.assertTrue(segio.volumeGeometryMatches(reopened.volumeNode, volumeNode, tolerance=1e-4))

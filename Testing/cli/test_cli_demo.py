@@ -44,8 +44,8 @@ def test_demo_runs_the_loop_and_reports_what_it_wrote(cli, tmp_path, tiny_model)
     assert card["training"]["lr"] == 5e-4  # --lr reached the fine-tune
     assert store.info("lung-lesion", "v0002").status == ("promoted" if result["promoted"] else "candidate")
     cases = Pool.open(out / "home" / "pools" / "demo").cases()
-    assert sorted(c.status for c in cases) == ["labeled", "labeled", "labeled", "unlabeled"]
-    assert all(c.draft_model == "lung-lesion@v0001" for c in cases if c.status == "labeled")
+    assert sorted(c.status for c in cases) == ["labelled", "labelled", "labelled", "unlabelled"]
+    assert all(c.draft_model == "lung-lesion@v0001" for c in cases if c.status == "labelled")
     # The printed Dice is the Dice of the files it wrote, on the input's geometry.
     for row in result["test_cases"]:
         truth_image = sitk.ReadImage(str(out / "cases" / f"{row['case']}_truth.nii.gz"))

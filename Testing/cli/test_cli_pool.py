@@ -70,44 +70,49 @@ def test_add_list_show_update_export_verify_remove(cli, tmp_path, inputs):
     result = first.last
     assert result["event"] == "result" and result["created"] is True and result["action"] == "add"
     assert result["pool"] == str(tmp_path / "home" / "pools" / "pilot")
-    assert result["case"]["status"] == "labeled" and result["case"]["draft_model"] == "lung-lesion/v0002"
+    assert result["case"]["status"] == "labelled" and result["case"]["draft_model"] == "lung-lesion/v0002"
     assert result["case"]["edited_voxels"] == {"lung_tumour": 4 * 20 * 20}
     assert ("add", 2, 2) in {(e["stage"], e["done"], e["total"]) for e in first.events if e["event"] == "progress"}
-    labeled_id = result["case"]["id"]
+    labelled_id = result["case"]["id"]
 
     second = cli("pool", "add", inputs["image"], "--source-name", "site A, scan 3", "--pool", "pilot", "--events", env=env)
     assert second.returncode == 0, second.stderr
-    assert second.last["created"] is False and second.last["case"]["status"] == "unlabeled"
+    assert second.last["created"] is False and second.last["case"]["status"] == "unlabelled"
     assert second.last["case"]["source_name"] == "site A, scan 3"
-    unlabeled_id = second.last["case"]["id"]
+    unlabelled_id = second.last["case"]["id"]
 
     listed = cli("pool", "list", "--events", env={**env, "VQSEG_POOL": "pilot"}).last  # the pool from $VQSEG_POOL
-    assert (listed["count"], listed["labeled"], listed["unlabeled"]) == (2, 1, 1)
-    assert [(c["id"], c["status"]) for c in listed["cases"]] == [(labeled_id, "labeled"), (unlabeled_id, "unlabeled")]
+    assert (listed["count"], listed["labelled"], listed["unlabelled"]) == (2, 1, 1)
+    assert [(c["id"], c["status"]) for c in listed["cases"]] == [(labelled_id, "labelled"), (unlabelled_id, "unlabelled")]
 
-    shown = cli("pool", "show", unlabeled_id, "--pool", "pilot", "--events", env=env).last["case"]
-    assert shown["case_id"] == unlabeled_id and shown["status"] == "unlabeled" and set(shown["sha256"]) == {"image.nii.gz"}
+    shown = cli("pool", "show", unlabelled_id, "--pool", "pilot", "--events", env=env).last["case"]
+    assert shown["case_id"] == unlabelled_id and shown["status"] == "unlabelled" and set(shown["sha256"]) == {"image.nii.gz"}
     assert Path(shown["files"]["image.nii.gz"]).is_file()
 
-    updated = cli("pool", "add", "--case", unlabeled_id, "--label", inputs["label"], "--pool", "pilot", "--events", env=env)
+    legacy = cli("pool", "export", "--out", tmp_path / "labelled.json", "--labeled-only", "--pool", "pilot", "--events", env=env)
+    assert legacy.returncode == 0, legacy.stderr
+    assert (legacy.last["cases"], legacy.last["labelled"], legacy.last["unlabelled"]) == (1, 1, 0)  # the old flag still works
+    assert any(e["event"] == "log" and "--labeled-only is deprecated" in e["message"] for e in legacy.events)
+
+    updated = cli("pool", "add", "--case", unlabelled_id, "--label", inputs["label"], "--pool", "pilot", "--events", env=env)
     assert updated.returncode == 0, updated.stderr
-    assert updated.last["action"] == "update" and updated.last["case"]["status"] == "labeled"
+    assert updated.last["action"] == "update" and updated.last["case"]["status"] == "labelled"
 
     spec_path = tmp_path / "spec.json"
     exported = cli("pool", "export", "--out", spec_path, "--val-fraction", "0.5", "--pool", "pilot", "--events", env=env)
     assert exported.returncode == 0, exported.stderr
-    assert (exported.last["cases"], exported.last["labeled"], exported.last["val"]) == (2, 2, 1)
+    assert (exported.last["cases"], exported.last["labelled"], exported.last["val"]) == (2, 2, 1)
     spec = DatasetSpec.load(spec_path)
-    assert sorted(c.id for c in spec.cases()) == sorted([labeled_id, unlabeled_id]) and len(spec.require_labelled("train")) == 1
+    assert sorted(c.id for c in spec.cases()) == sorted([labelled_id, unlabelled_id]) and len(spec.require_labelled("train")) == 1
 
     verified = cli("pool", "verify", "--pool", "pilot", env=env)  # human mode: a summary on stdout
     assert verified.returncode == 0, verified.stderr
     assert "intact: True" in verified.stdout and "cases_checked: 2" in verified.stdout
 
-    removed = cli("pool", "remove", labeled_id, "--pool", "pilot", "--events", env=env)
-    assert removed.returncode == 0 and removed.last["removed"] == labeled_id
+    removed = cli("pool", "remove", labelled_id, "--pool", "pilot", "--events", env=env)
+    assert removed.returncode == 0 and removed.last["removed"] == labelled_id
     pool = Pool.open(tmp_path / "home" / "pools" / "pilot")
-    assert [c.case_id for c in pool.cases()] == [unlabeled_id]
+    assert [c.case_id for c in pool.cases()] == [unlabelled_id]
     assert [line["op"] for line in pool.manifest()] == ["add", "add", "update", "remove"]
 
 

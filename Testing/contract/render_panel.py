@@ -90,9 +90,9 @@ def fillWithSampleValues(panel) -> None:
 
     table = panel.findChild(QWidget, "poolTable")
     columns = ("Case", "Status", "Source", "Updated", "Edited voxels")
-    rows = [("case-0001-3fa9c1", "labeled", "LIDC chest CT", "2026-11-26 07:30", "1204"),
-            ("case-0002-91b2e0", "labeled", "Chest CT 2", "2026-11-26 07:52", "356"),
-            ("case-0003-0c77d4", "unlabeled", "Chest CT 3", "2026-11-26 08:05", "")]
+    rows = [("case-0001-3fa9c1", "labelled", "LIDC chest CT", "2026-11-26 07:30", "1204"),
+            ("case-0002-91b2e0", "labelled", "Chest CT 2", "2026-11-26 07:52", "356"),
+            ("case-0003-0c77d4", "unlabelled", "Chest CT 3", "2026-11-26 08:05", "")]
     table.setColumnCount(len(columns))
     table.setHorizontalHeaderLabels(columns)
     table.setRowCount(len(rows))

@@ -42,8 +42,8 @@ def test_pool_arguments():
     assert (added.command, added.pool_action, added.pool, str(added.image)) == ("pool", "add", "default", "/w/image.nrrd")
     assert (str(added.label), str(added.draft), str(added.classes)) == ("/w/label.nii.gz", "/h/drafts/d.nii.gz", "/w/classes.json")
     assert added.source_name == "-3: CT chest" and added.draft_model == "lung-lesion@v0002" and added.case is None
-    unlabeled = parse(cli_arguments.poolAddArguments("/data/pool", "/w/image.nrrd", draftPath="/h/d.nii.gz"))
-    assert unlabeled.label is None and unlabeled.pool == "/data/pool"
+    unlabelled = parse(cli_arguments.poolAddArguments("/data/pool", "/w/image.nrrd", draftPath="/h/d.nii.gz"))
+    assert unlabelled.label is None and unlabelled.pool == "/data/pool"
     updated = parse(cli_arguments.poolUpdateArguments("default", "case-0001-3fa9c1", "/w/label.nii.gz"))
     assert (updated.pool_action, updated.case, str(updated.label), updated.image) == ("add", "case-0001-3fa9c1", "/w/label.nii.gz", None)
     listed = parse(cli_arguments.poolListArguments("default"))

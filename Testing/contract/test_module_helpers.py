@@ -192,14 +192,14 @@ def test_drafts_are_kept_and_discarded_only_in_their_folder(tmp_path):
 
 
 def test_pool_rows_and_summary():
-    listing = {"count": 2, "labeled": 1, "unlabeled": 1, "unreadable": ["case-0009"], "cases": [
-        {"id": "case-0001", "status": "labeled", "source_name": "CT chest", "added": "2026-11-26T06:00:00+00:00",
+    listing = {"count": 2, "labelled": 1, "unlabelled": 1, "unreadable": ["case-0009"], "cases": [
+        {"id": "case-0001", "status": "labelled", "source_name": "CT chest", "added": "2026-11-26T06:00:00+00:00",
          "updated": "2026-11-26T07:30:12+00:00", "draft_model": "lung-lesion@v0001", "edited_voxels": {"lung_tumour": 120}},
-        {"id": "case-0002", "status": "unlabeled", "source_name": "", "added": "2026-11-26T08:00:00+00:00", "updated": None,
+        {"id": "case-0002", "status": "unlabelled", "source_name": "", "added": "2026-11-26T08:00:00+00:00", "updated": None,
          "edited_voxels": None}]}
     assert result_text.poolRows(listing) == [
-        ("case-0001", "labeled", "CT chest", "2026-11-26 07:30", "120"),
-        ("case-0002", "unlabeled", "", "2026-11-26 08:00", "")]
+        ("case-0001", "labelled", "CT chest", "2026-11-26 07:30", "120"),
+        ("case-0002", "unlabelled", "", "2026-11-26 08:00", "")]
     assert result_text.poolSummary(listing) == "2 cases: 1 corrected, 1 unlabelled. 1 damaged (run 'vqseg pool verify')."
     assert result_text.editedVoxelsText({"a": 1, "b": 2}) == "a: 1, b: 2"
 

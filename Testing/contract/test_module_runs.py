@@ -49,13 +49,13 @@ def test_pool_round_trip_through_the_real_cli(controller, caseFiles, tmp_path):
                            environment, onCompleted=lambda run, outcome: completed.append((run.state, outcome["action"])))
     assert completed == [(DONE, "add")]
     caseId = added["case"]["id"]
-    assert added["case"]["status"] == "labeled"
+    assert added["case"]["status"] == "labelled"
     poolFolder = home.poolFolder(str(tmp_path / "home"), pool)
     assert home.isPool(poolFolder) and Path(added["pool"]) == Path(poolFolder)
 
     listing = controller.run(cli_arguments.poolListArguments(pool), environment)
     rows = result_text.poolRows(listing)
-    assert [(row[0], row[1], row[2]) for row in rows] == [(caseId, "labeled", "CT chest")]
+    assert [(row[0], row[1], row[2]) for row in rows] == [(caseId, "labelled", "CT chest")]
 
     shown = controller.run(cli_arguments.poolShowArguments(pool, caseId), environment)
     files = shown["case"]["files"]

@@ -69,7 +69,7 @@ def test_finetune_writes_a_gated_version_with_its_report(tmp_path, phantoms):
     assert card["training"]["labelled_cases"] == 2 and card["training"]["unlabelled_cases"] == 2
     assert card["training"]["unlabelled_batch_size"] == 1  # half the labelled batch of 2
     assert card["training"]["supervised_warmup"] == FINETUNE_WARMUP
-    assert card["training"]["step_options"] == {"unlabeled_dice": FINETUNE_UNLABELLED_DICE, "strong_views": FINETUNE_STRONG_VIEWS}
+    assert card["training"]["step_options"] == {"unlabelled_dice": FINETUNE_UNLABELLED_DICE, "strong_views": FINETUNE_STRONG_VIEWS}
     assert ("semi-supervised (QPM)" in (info.path / "report.md").read_text(encoding="utf-8")
             and "pseudo-label CE, 2 strong views per unlabelled crop" in (info.path / "report.md").read_text(encoding="utf-8"))
     splits = {case["id"]: case["split"] for case in json.loads((Path(result["run"]) / "spec.json").read_text())["cases"]}

@@ -23,7 +23,7 @@ from VQSegCore.classes import LUNG_TUMOUR, ClassTable, SegmentClass
 from VQSegCore.dataset_spec import DatasetSpec
 from VQSegCore.errors import InputError
 from VQSegCore.io.write import write_image, write_label_map
-from VQSegCore.pool import LABELED, UNLABELED, Pool, pool_folder
+from VQSegCore.pool import LABELLED, UNLABELLED, Pool, pool_folder
 from VQSegCore.pool.edits import edited_voxels
 
 SIZE = (64, 64, 40)  # x, y, z: small enough to keep every test fast
@@ -75,7 +75,7 @@ def test_add_stores_files_meta_and_manifest(pool, inputs):
     assert sorted(p.name for p in folder.iterdir()) == ["draft.nii.gz", "image.nii.gz", "label.nii.gz", "meta.json"]
     meta = json.loads((folder / "meta.json").read_text())
     assert meta["case_id"] == record.case_id and CASE_ID.match(record.case_id)
-    assert meta["status"] == LABELED and meta["draft_model"] == "lung-lesion/v0003" and meta["classes"] == [1]
+    assert meta["status"] == LABELLED and meta["draft_model"] == "lung-lesion/v0003" and meta["classes"] == [1]
     assert meta["source_name"] == "ct.nrrd"
     assert meta["sha256"] == {name: sha256(folder / name) for name in ("image.nii.gz", "label.nii.gz", "draft.nii.gz")}
     expected_edits = int(np.count_nonzero(inputs["label_array"] != inputs["draft_array"]))
@@ -95,17 +95,28 @@ def test_add_stores_files_meta_and_manifest(pool, inputs):
     np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "draft.nii.gz"))), inputs["draft_array"])
 
     (line,) = manifest_lines(pool)
-    assert line["op"] == "add" and line["case_id"] == record.case_id and line["status"] == LABELED and "time" in line
+    assert line["op"] == "add" and line["case_id"] == record.case_id and line["status"] == LABELLED and "time" in line
     assert [case.case_id for case in pool.cases()] == [record.case_id]
     assert pool.case(record.case_id) == record
 
 
-def test_unlabeled_case_gets_a_label_and_a_recorrection_keeps_the_history(pool, inputs, tmp_path):
+def test_a_pool_written_with_the_old_spelling_reads_and_verifies(pool, inputs):
+    """meta.json files written before the spelling was settled say "labeled" / "unlabeled"."""
+    labelled = pool.add(inputs["image"], label=inputs["label"])
+    unlabelled = pool.add(inputs["image"])
+    for record, old in ((labelled, "labeled"), (unlabelled, "unlabeled")):
+        meta_path = record.folder / "meta.json"
+        meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "status": old}))
+    assert {c.case_id: c.status for c in pool.cases()} == {labelled.case_id: LABELLED, unlabelled.case_id: "unlabelled"}
+    assert pool.verify().intact
+
+
+def test_unlabelled_case_gets_a_label_and_a_recorrection_keeps_the_history(pool, inputs, tmp_path):
     record = pool.add(inputs["image"], draft=inputs["draft"])
-    assert record.status == UNLABELED and record.label_path is None and record.edited_voxels is None
+    assert record.status == UNLABELLED and record.label_path is None and record.edited_voxels is None
 
     first = pool.update_label(record.case_id, inputs["label"])
-    assert first.status == LABELED and first.added == record.added and first.updated > record.added
+    assert first.status == LABELLED and first.added == record.added and first.updated > record.added
     assert first.edited_voxels == {"lung_tumour": 4 * 20 * 20}
     first_hash = first.sha256["label.nii.gz"]
     assert first_hash == sha256(first.label_path)
@@ -337,7 +348,7 @@ def test_a_held_lock_makes_writers_and_verify_wait_then_fail_as_busy(pool, input
     assert pool.cases() == []
     with pool.lock(shared=True):
         assert other.verify().intact  # readers share the lock
-    assert other.add(inputs["image"]).status == UNLABELED
+    assert other.add(inputs["image"]).status == UNLABELLED
 
 
 def test_a_torn_manifest_line_is_skipped_and_closed(pool, inputs):
@@ -350,27 +361,27 @@ def test_a_torn_manifest_line_is_skipped_and_closed(pool, inputs):
     assert report.intact and any("unreadable line(s) 2" in w for w in report.warnings)
 
 
-def test_export_spec_lists_labeled_and_unlabeled_cases_for_train(pool, inputs, tmp_path):
-    labeled = [pool.add(inputs["image"], label=inputs["label"]) for _ in range(4)]
-    unlabeled = pool.add(inputs["image"], draft=inputs["draft"])
+def test_export_spec_lists_labelled_and_unlabelled_cases_for_train(pool, inputs, tmp_path):
+    labelled = [pool.add(inputs["image"], label=inputs["label"]) for _ in range(4)]
+    unlabelled = pool.add(inputs["image"], draft=inputs["draft"])
     (tmp_path / "specs").mkdir()
     spec_path = pool.export_spec(tmp_path / "specs" / "all.json")  # outside the pool: paths go through ..
 
     raw = json.loads(spec_path.read_text())
     assert all(not Path(case["image"]).is_absolute() for case in raw["cases"])  # relative: pool and spec move together
     spec = DatasetSpec.load(spec_path)
-    assert [c.id for c in spec.cases("train")] == [r.case_id for r in labeled] + [unlabeled.case_id]
-    assert [c.id for c in spec.labelled("train")] == [r.case_id for r in labeled]
+    assert [c.id for c in spec.cases("train")] == [r.case_id for r in labelled] + [unlabelled.case_id]
+    assert [c.id for c in spec.labelled("train")] == [r.case_id for r in labelled]
     assert spec.classes == pool.classes and spec.cases("val") == []
-    assert spec.cases()[0].image == labeled[0].image_path and spec.cases()[0].label == labeled[0].label_path
+    assert spec.cases()[0].image == labelled[0].image_path and spec.cases()[0].label == labelled[0].label_path
 
     with_val = DatasetSpec.load(pool.export_spec(pool.folder / "split.json", val_fraction=0.5, seed=3))
     assert len(with_val.cases("val")) == 2 and all(c.labelled for c in with_val.cases("val"))
     assert len(with_val.labelled("train")) == 2 and with_val.require_labelled("train")
     again = DatasetSpec.load(pool.export_spec(pool.folder / "split2.json", val_fraction=0.5, seed=3))
     assert [c.id for c in again.cases("val")] == [c.id for c in with_val.cases("val")]  # the seed decides
-    only = DatasetSpec.load(pool.export_spec(pool.folder / "labeled.json", include_unlabeled=False))
-    assert unlabeled.case_id not in [c.id for c in only.cases()]
+    only = DatasetSpec.load(pool.export_spec(pool.folder / "labelled.json", include_unlabelled=False))
+    assert unlabelled.case_id not in [c.id for c in only.cases()]
 
 
 _ADDER = textwrap.dedent("""

@@ -220,3 +220,15 @@ def test_validation_share_holds_back_slow_validations(tmp_path, monkeypatch):
     assert [m["iteration"] for m in recorder.metrics if m.get("stage") == "validate"] == [1, 6]  # the first, then the end
     with pytest.raises(InputError, match="validation share"):
         train(spec, TINY, tmp_path / "bad", iterations=2, validation_share=0.0, **FAST)
+
+
+def test_resume_reads_the_old_spelling_of_a_step_option_and_still_refuses_a_changed_one(tmp_path):
+    from VQSegCore.train.loop import _check_out_folder
+
+    (tmp_path / "checkpoint").mkdir()
+    (tmp_path / "checkpoint" / "state.json").write_text("{}")
+    settings = {"config": {}, "batch_size": 8, "step_options": {"unlabelled_dice": 0.5, "strong_views": 2}}
+    (tmp_path / "run.json").write_text(json.dumps({**settings, "step_options": {"unlabeled_dice": 0.5, "strong_views": 2}}))
+    _check_out_folder(tmp_path, settings, resume=True)  # the same settings, spelt the old way
+    with pytest.raises(InputError, match="step_options"):
+        _check_out_folder(tmp_path, {**settings, "step_options": {"unlabelled_dice": 1.0, "strong_views": 2}}, resume=True)

@@ -43,7 +43,7 @@ def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def test_one_step_updates_student_and_teacher(perturbation):
     supervised_only = perturbation == "supervised_only"
     step = make_step(perturbation="qpm" if supervised_only else perturbation, qpm_epsilon=0.7, step_options={"ema_ramp": False})
-    step.threshold = 0.0  # every pixel confident, so the unlabeled loss is non-trivial
+    step.threshold = 0.0  # every pixel confident, so the unlabelled loss is non-trivial
     student_before, teacher_before = snapshot(step.student), snapshot(step.teacher)
     x_l, y_l = square_batch(2, 0)
     x_u, _ = square_batch(2, 1)
@@ -79,10 +79,10 @@ def test_the_default_teacher_ramps_from_the_student():
     assert logs["ema_momentum"] == pytest.approx(0.9)
 
 
-def test_unlabeled_images_are_required_unless_supervised_only():
+def test_unlabelled_images_are_required_unless_supervised_only():
     step = make_step()
     x_l, y_l = square_batch(2, 0)
-    with pytest.raises(ValueError, match="unlabeled"):
+    with pytest.raises(ValueError, match="unlabelled"):
         step(x_l, y_l, generator=torch.Generator().manual_seed(0))
 
 
@@ -134,14 +134,14 @@ def test_pfa_needs_an_adapter():
 def test_loss_weights_resolve_from_config_and_authors_preset():
     config = VQSegConfig(**TINY_UNET, reconstruction_weight=0.3, pfa_weight=2.0)
     weights = LossWeights().resolved(config)
-    assert (weights.labeled, weights.unlabeled, weights.vq, weights.reconstruction, weights.pfa) == (1.0, 1.0, 0.1, 0.3, 2.0)
+    assert (weights.labelled, weights.unlabelled, weights.vq, weights.reconstruction, weights.pfa) == (1.0, 1.0, 0.1, 0.3, 2.0)
     code = LossWeights.authors_code()
-    assert (code.labeled, code.unlabeled) == (2.5, 0.5)  # 1/2 (5 L_x + L_u)
+    assert (code.labelled, code.unlabelled) == (2.5, 0.5)  # 1/2 (5 L_x + L_u)
 
 
 def test_total_is_the_weighted_sum():
     step = make_step()
-    step.weights = LossWeights(labeled=2.0, unlabeled=3.0, vq=0.5, reconstruction=0.25, pfa=0.0)
+    step.weights = LossWeights(labelled=2.0, unlabelled=3.0, vq=0.5, reconstruction=0.25, pfa=0.0)
     x_l, y_l = square_batch(2, 0)
     x_u, _ = square_batch(2, 1)
     step.threshold = 0.0
@@ -185,7 +185,7 @@ def test_the_student_sees_as_many_strong_views_as_asked(views):
     torch.manual_seed(0)
     student = build_model(VQSegConfig(**TINY_UNET))
     step = SemiSupervisedStep(student, make_teacher(student), torch.optim.AdamW(student.parameters()), strong_views=views,
-                              unlabeled_dice=1.0)
+                              unlabelled_dice=1.0)
     step.threshold = 0.0
     batches = []
     student.register_forward_hook(lambda module, args, out: batches.append(args[0].shape[0]))
@@ -230,8 +230,8 @@ def test_no_perturbation_leaves_the_skips_alone():
 
 def test_loss_weight_presets_are_named_settings():
     authors = make_step().weights
-    assert (authors.labeled, authors.unlabeled) == (2.5, 0.5)  # the default: 1/2 (5 L_x + L_u)
+    assert (authors.labelled, authors.unlabelled) == (2.5, 0.5)  # the default: 1/2 (5 L_x + L_u)
     paper = make_step(step_options={"loss_weights": "paper"}).weights
-    assert (paper.labeled, paper.unlabeled) == (1.0, 1.0)
+    assert (paper.labelled, paper.unlabelled) == (1.0, 1.0)
     with pytest.raises(ValueError, match="loss_weights"):
         make_step(step_options={"loss_weights": "mine"})

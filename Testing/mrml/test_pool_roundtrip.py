@@ -53,7 +53,7 @@ def test_corrected_case_goes_into_the_pool_and_reopens_voxel_for_voxel(scene, tm
     classes = ClassTable.from_list(TWO_CLASSES)
     pool = Pool.create(tmp_path / "pool", "pilot", classes=classes)
     record = pool.add(ct_path, label=label_path, draft=draft_path, draft_model="lung/v0001")
-    assert record.status == "labeled"
+    assert record.status == "labelled"
     assert record.edited_voxels == {"nodule": 0, "lung_tumour": int((corrected_tumour != (draft == 3)).sum())}
     assert pool.verify().intact
 

@@ -175,7 +175,7 @@ def finetune(
             summary = _train(plan, spec, iterations=iterations, minutes=minutes, batch_size=batch_size,
                              unlabelled_batch_size=unlabelled_batch_size, crop_size=crop_size, lr=lr, seed=seed,
                              supervised_only=supervised_only, supervised_warmup=supervised_warmup, validate_every=validate_every,
-                             step_options={"unlabeled_dice": unlabelled_dice, "strong_views": strong_views},
+                             step_options={"unlabelled_dice": unlabelled_dice, "strong_views": strong_views},
                              recorder=recorder, cancel=cancel, device=device, ranks=ranks)
             return ranks.on_main(lambda: _conclude(plan, spec, store, model_name, summary, recorder, margin=margin,
                                                    supervised_only=supervised_only, device=device, cancel=cancel, started=started))
@@ -370,7 +370,7 @@ def _mode(training: dict) -> str:
     warmup = training.get("supervised_warmup") or 0.0
     step = training.get("step_options") or {}
     views = step.get("strong_views", 2)
-    loss = "CE + Dice" if step.get("unlabeled_dice") else "CE"
+    loss = "CE + Dice" if step.get("unlabelled_dice") else "CE"
     return ("semi-supervised (QPM)" + (f", labelled cases only for the first {warmup:.0%} of the budget" if warmup else "")
             + f"; pseudo-label {loss}, {views} strong view{'s' if views > 1 else ''} per unlabelled crop")
 

@@ -92,7 +92,7 @@ class VQSegConfig:
     entropy_loss_weight: float = 1.0
     entropy_temperature: float = 1.0
 
-    # Perturbation of the student's unlabeled strong views
+    # Perturbation of the student's unlabelled strong views
     perturbation: str = "qpm"  # "qpm" | "dropout" | "none"
     qpm_epsilon: float = 0.7  # paper's best; the authors' code uses 0.1
     # The replacement kernel's effective number of candidates (exp of its entropy): each source code's

@@ -6,7 +6,7 @@
                                                                      └─ PFA adapter ─ features on the FM grid
 
 The segmentation decoder sees the perturbed q' only when the caller asks (`perturb=True`: the
-student's unlabeled strong views); reconstruction and PFA always read the unperturbed q, as in
+student's unlabelled strong views); reconstruction and PFA always read the unperturbed q, as in
 the paper (L_rec(D_i(q(z_u))) + L_seg(D_s(q'(z_u)), teacher pseudo-label)). With
 `config.perturb_skips` the skip features are channel-dropped too (UniMatch drops every level),
 so the decoder cannot read the strong view around the perturbed bottleneck.

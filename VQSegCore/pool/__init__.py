@@ -16,7 +16,7 @@ from VQSegCore.pool.location import pool_folder
 from VQSegCore.pool.locking import DEFAULT_LOCK_TIMEOUT_S, PoolLock
 from VQSegCore.pool.pool import Pool
 from VQSegCore.pool.pool_file import POOL_FORMAT_VERSION, PoolInfo
-from VQSegCore.pool.records import LABELED, UNLABELED, CaseRecord
+from VQSegCore.pool.records import LABELLED, UNLABELLED, CaseRecord
 from VQSegCore.pool.verify import VerifyReport
 
 __all__ = [
@@ -26,8 +26,8 @@ __all__ = [
     "PoolLock",
     "CaseRecord",
     "VerifyReport",
-    "LABELED",
-    "UNLABELED",
+    "LABELLED",
+    "UNLABELLED",
     "POOL_FORMAT_VERSION",
     "DEFAULT_LOCK_TIMEOUT_S",
     "pool_folder",

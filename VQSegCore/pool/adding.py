@@ -21,13 +21,13 @@ from VQSegCore.pool.layout import LABEL_FILE, PoolLayout
 from VQSegCore.pool.listing import next_case_id
 from VQSegCore.pool.manifest import append_entry
 from VQSegCore.pool.pool_file import PoolInfo
-from VQSegCore.pool.records import LABELED, UNLABELED, CaseRecord
+from VQSegCore.pool.records import LABELLED, UNLABELLED, CaseRecord
 
 
 def add_case(layout: PoolLayout, info: PoolInfo, inputs: CaseInputs, draft_model: str | None = None) -> CaseRecord:
     case_id = next_case_id(layout)
     now = utc_now()
-    status = LABELED if inputs.label is not None else UNLABELED
+    status = LABELLED if inputs.label is not None else UNLABELLED
     with building_folder(layout, case_id) as building:
         hashes = write_case_files(building, inputs.image, info.classes, inputs.image, label=inputs.label, draft=inputs.draft)
         record = CaseRecord(

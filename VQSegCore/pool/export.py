@@ -3,8 +3,8 @@
     spec_path = export_spec(layout, info, records, Path("pool-spec.json"), val_fraction=0.2, seed=0)
     DatasetSpec.load(spec_path)    # or: vqseg train --dataset pool-spec.json --out run/ --iterations 2000
 
-Labeled cases get their label; unlabeled cases are listed without one (semi-supervised training
-learns from them too). All cases are "train" unless `val_fraction` moves a share of the labeled
+Labelled cases get their label; unlabelled cases are listed without one (semi-supervised training
+learns from them too). All cases are "train" unless `val_fraction` moves a share of the labelled
 ones, chosen reproducibly by `seed`, to "val". Paths are relative to the spec's folder, so a pool
 and a spec beside it can move together.
 """
@@ -29,7 +29,7 @@ def export_spec(
     path: str | os.PathLike,
     val_fraction: float = 0.0,
     seed: int = 0,
-    include_unlabeled: bool = True,
+    include_unlabelled: bool = True,
 ) -> Path:
     """Write the spec atomically and return its path."""
     path = Path(path)
@@ -38,9 +38,9 @@ def export_spec(
     if path.suffix.lower() != ".json":
         raise InputError(f"{path}: a dataset spec is a .json file", "give a path ending in .json")
     check_writable_folder(path)
-    chosen = [r for r in records if r.has_label or include_unlabeled]
+    chosen = [r for r in records if r.has_label or include_unlabelled]
     if not chosen:
-        raise InputError(f"pool {layout.root} has no {'cases' if include_unlabeled else 'labeled cases'} to export", "add cases with 'vqseg pool add'")
+        raise InputError(f"pool {layout.root} has no {'cases' if include_unlabelled else 'labelled cases'} to export", "add cases with 'vqseg pool add'")
     validation = _validation_ids([r for r in chosen if r.has_label], val_fraction, seed)
     folder = Path(os.path.abspath(path)).parent
     cases = [_spec_case(record, folder, "val" if record.case_id in validation else "train") for record in chosen]
@@ -48,10 +48,10 @@ def export_spec(
     return path
 
 
-def _validation_ids(labeled: list[CaseRecord], fraction: float, seed: int) -> set[str]:
-    # At least one labeled case must stay in "train": `vqseg train` refuses a train split without labels.
-    count = min(round(len(labeled) * fraction), max(len(labeled) - 1, 0))
-    ids = sorted(r.case_id for r in labeled)
+def _validation_ids(labelled: list[CaseRecord], fraction: float, seed: int) -> set[str]:
+    # At least one labelled case must stay in "train": `vqseg train` refuses a train split without labels.
+    count = min(round(len(labelled) * fraction), max(len(labelled) - 1, 0))
+    ids = sorted(r.case_id for r in labelled)
     return set(random.Random(seed).sample(ids, count))
 
 

@@ -1,6 +1,6 @@
 """manifest.jsonl: the append-only log of what happened to the pool, one JSON object per line.
 
-    append_entry(layout.manifest, {"op": "add", "case_id": "case-0007-3fa9c1", "status": "labeled"})
+    append_entry(layout.manifest, {"op": "add", "case_id": "case-0007-3fa9c1", "status": "labelled"})
     entries, bad_lines = read_entries(layout.manifest)
 
 The case folders are the truth; this is a log. A line is appended (flush + fsync) only after the

@@ -142,10 +142,10 @@ class Pool:
             linked, damaged = link_cases(self.layout, Path(target))
         return check_links(linked, damaged)
 
-    def export_spec(self, path: str | os.PathLike, val_fraction: float = 0.0, seed: int = 0, include_unlabeled: bool = True) -> Path:
+    def export_spec(self, path: str | os.PathLike, val_fraction: float = 0.0, seed: int = 0, include_unlabelled: bool = True) -> Path:
         """Write a dataset spec for `vqseg train` (see `export`); returns its path."""
         with self.lock(shared=True):
-            return export_spec(self.layout, self.info, self.cases(), path, val_fraction, seed, include_unlabeled)
+            return export_spec(self.layout, self.info, self.cases(), path, val_fraction, seed, include_unlabelled)
 
 
 def _layout(folder: str | os.PathLike) -> PoolLayout:

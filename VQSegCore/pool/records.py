@@ -1,7 +1,7 @@
 """A case's record: what its meta.json holds, parsed and checked.
 
     record = read_case_record(layout.case_dir("case-0007-3fa9c1"))
-    record.status            # "labeled" or "unlabeled"
+    record.status            # "labelled" or "unlabelled"
     record.sha256["image.nii.gz"]
     record.summary()         # the short form `vqseg pool list` prints
 
@@ -19,9 +19,11 @@ from typing import Any
 from VQSegCore.pool.layout import DRAFT_FILE, IMAGE_FILE, LABEL_FILE, META_FILE
 
 META_FORMAT_VERSION = 1
-LABELED = "labeled"
-UNLABELED = "unlabeled"
-STATUSES = (LABELED, UNLABELED)
+LABELLED = "labelled"
+UNLABELLED = "unlabelled"
+STATUSES = (LABELLED, UNLABELLED)
+# Pools written before the spelling was settled hold the American forms; they are read as these.
+LEGACY_STATUSES = {"labeled": LABELLED, "unlabeled": UNLABELLED}
 
 
 class CaseRecordError(ValueError):
@@ -34,7 +36,7 @@ class CaseRecord:
     source_name: str
     added: str  # UTC ISO 8601
     updated: str
-    status: str  # LABELED or UNLABELED
+    status: str  # LABELLED or UNLABELLED
     draft_model: str | None  # model version that made the draft
     class_values: list[int]  # the pool's label values when the case was stored
     sha256: dict[str, str]  # stored file name → hash
@@ -113,11 +115,12 @@ class CaseRecord:
             raise CaseRecordError(f"meta.json has format_version {version!r}; this VQSeg reads up to {META_FORMAT_VERSION}")
         _require(data, {"case_id": str, "source_name": str, "added": str, "updated": str, "status": str,
                         "classes": list, "sha256": dict, "geometry": dict, "history": list})
+        data = {**data, "status": LEGACY_STATUSES.get(data["status"], data["status"])}
         if data["status"] not in STATUSES:
             raise CaseRecordError(f"meta.json status {data['status']!r} is not one of {', '.join(STATUSES)}")
         if IMAGE_FILE not in data["sha256"]:
             raise CaseRecordError(f"meta.json lists no hash for {IMAGE_FILE}")
-        if (data["status"] == LABELED) != (LABEL_FILE in data["sha256"]):
+        if (data["status"] == LABELLED) != (LABEL_FILE in data["sha256"]):
             raise CaseRecordError(f"meta.json status {data['status']!r} does not match the presence of {LABEL_FILE}")
         return cls(
             case_id=data["case_id"],

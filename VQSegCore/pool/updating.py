@@ -1,4 +1,4 @@
-"""Give a case a (new) corrected label: unlabeled → labeled, or a re-correction.
+"""Give a case a (new) corrected label: unlabelled → labelled, or a re-correction.
 
     with PoolLock(layout.lock_file, timeout_s):
         record = update_case_label(layout, info, find_case(layout, case_id), label, reference)
@@ -23,7 +23,7 @@ from VQSegCore.pool.edits import edited_voxels
 from VQSegCore.pool.layout import DRAFT_FILE, IMAGE_FILE, LABEL_FILE, REPLACED_PREFIX, PoolLayout
 from VQSegCore.pool.manifest import append_entry
 from VQSegCore.pool.pool_file import PoolInfo
-from VQSegCore.pool.records import LABELED, CaseRecord
+from VQSegCore.pool.records import LABELLED, CaseRecord
 
 
 def update_case_label(layout: PoolLayout, info: PoolInfo, current: CaseRecord, label: np.ndarray, reference: sitk.Image) -> CaseRecord:
@@ -39,10 +39,10 @@ def update_case_label(layout: PoolLayout, info: PoolInfo, current: CaseRecord, l
         record = replace(
             current,
             updated=now,
-            status=LABELED,
+            status=LABELLED,
             sha256={**current.sha256, LABEL_FILE: new_hash},
             edited_voxels=edited_voxels(label, draft, info.classes) if draft is not None else None,
-            history=[*current.history, {"time": now, "op": "update_label", "status": LABELED, "label_sha256": new_hash,
+            history=[*current.history, {"time": now, "op": "update_label", "status": LABELLED, "label_sha256": new_hash,
                                         "previous_label_sha256": current.sha256.get(LABEL_FILE)}],
             folder=case_dir,
         )
@@ -55,5 +55,5 @@ def update_case_label(layout: PoolLayout, info: PoolInfo, current: CaseRecord, l
             move_folder(replaced, case_dir)
             raise
     remove_tree(replaced)
-    append_entry(layout.manifest, {"op": "update", "case_id": case_id, "status": LABELED})
+    append_entry(layout.manifest, {"op": "update", "case_id": case_id, "status": LABELLED})
     return record

@@ -3,7 +3,7 @@
     from VQSegCore.train import SemiSupervisedStep, LossWeights, make_teacher
     teacher = make_teacher(student)
     step = SemiSupervisedStep(student, teacher, optimiser, config)
-    logs = step(labeled_images, labels, unlabeled_images, generator=generator)   # dict of floats
+    logs = step(labelled_images, labels, unlabelled_images, generator=generator)   # dict of floats
 """
 
 from VQSegCore.train.augment import StrongAugment, cutmix, cutmix_boxes, strong_view, weak_view

@@ -401,6 +401,8 @@ def _check_out_folder(out_dir: Path, settings: dict, resume: bool) -> None:
         # runs written before these settings existed had none
         previous.setdefault("supervised_warmup", 0.0)
         previous.setdefault("step_options", {})
+        if "unlabeled_dice" in previous["step_options"]:  # the spelling of runs written before it was settled
+            previous["step_options"]["unlabelled_dice"] = previous["step_options"].pop("unlabeled_dice")
         previous.setdefault("unlabelled_batch_size", previous.get("batch_size"))
         changed = [k for k in keys if previous.get(k) != json.loads(json.dumps(settings.get(k)))]
         if changed:

@@ -1,15 +1,15 @@
 """One VQ-Seg semi-supervised iteration (paper's method; authors' code choices as options).
 
-    labeled x_l ── weak ── student (no perturbation) ── L_sup (CE + Dice), L_rec, L_vq, L_pfa
-    unlabeled x_u ─ weak ─┬─ EMA teacher (no grad, eval, no perturbation) ─ pseudo-label + confidence
+    labelled x_l ── weak ── student (no perturbation) ── L_sup (CE + Dice), L_rec, L_vq, L_pfa
+    unlabelled x_u ─ weak ─┬─ EMA teacher (no grad, eval, no perturbation) ─ pseudo-label + confidence
                           └─ strong x2 ─ CutMix ─ student (perturb=True: qpm | dropout | none)
                                                   ─ L_unsup (CutMix-mixed pseudo-labels), L_rec, L_vq, L_pfa
     total = w_l L_sup + w_u L_unsup + w_rec L_rec + w_vq L_vq + w_pfa L_pfa;  backward, step, EMA.
 
 The two strong views go through the student in one pass of 2B, as the authors' code
-(`strong_views` sets how many; `unlabeled_dice` adds the pseudo-labels' Dice to their CE). L_vq sums
+(`strong_views` sets how many; `unlabelled_dice` adds the pseudo-labels' Dice to their CE). L_vq sums
 the student passes (authors': L_vq^l + L_vq^u); L_rec and L_pfa average them, so their weights
-mean the same with and without unlabeled data. `supervised_only=True` skips the unlabeled branch:
+mean the same with and without unlabelled data. `supervised_only=True` skips the unlabelled branch:
 the supervised baseline on the same code path.
 """
 
@@ -38,13 +38,13 @@ STRONG_RANGES = {"sample": None, "unit": (0.0, 1.0)}
 class LossWeights:
     """Weights of the total loss. Defaults: the paper where it gives one, else the authors' code.
 
-    labeled 1 and unlabeled 1 (paper, lambda_u = 1); `authors_code()` gives the code's
+    labelled 1 and unlabelled 1 (paper, lambda_u = 1); `authors_code()` gives the code's
     1/2 (5 L_x + L_u). vq 0.1 (code; the paper gives none). reconstruction and pfa: None takes
     `config.reconstruction_weight` (1) and `config.pfa_weight` (paper's lambda_a = 5).
     """
 
-    labeled: float = 1.0
-    unlabeled: float = 1.0
+    labelled: float = 1.0
+    unlabelled: float = 1.0
     vq: float = 0.1
     reconstruction: float | None = None
     pfa: float | None = None
@@ -52,12 +52,12 @@ class LossWeights:
 
     @classmethod
     def authors_code(cls, **overrides: float) -> "LossWeights":
-        return cls(**{"labeled": 2.5, "unlabeled": 0.5, **overrides})
+        return cls(**{"labelled": 2.5, "unlabelled": 0.5, **overrides})
 
     def resolved(self, config: VQSegConfig) -> "LossWeights":
         rec = config.reconstruction_weight if self.reconstruction is None else self.reconstruction
         pfa = config.pfa_weight if self.pfa is None else self.pfa
-        return LossWeights(self.labeled, self.unlabeled, self.vq, rec, pfa, self.dice)
+        return LossWeights(self.labelled, self.unlabelled, self.vq, rec, pfa, self.dice)
 
 
 class SemiSupervisedStep:
@@ -83,8 +83,8 @@ class SemiSupervisedStep:
         loss_weights: str = "authors",
         foundation: FoundationModel | None = None,
         confidence_threshold: float = PSEUDO_LABEL_THRESHOLD,
-        unlabeled_dice: float = 0.0,  # 0 = the authors' CE-only L_unsup; w > 0: (CE + w Dice) / (1 + w)
-        strong_views: int = 2,  # the authors' code: two CutMix-ed strong views per unlabeled image
+        unlabelled_dice: float = 0.0,  # 0 = the authors' CE-only L_unsup; w > 0: (CE + w Dice) / (1 + w)
+        strong_views: int = 2,  # the authors' code: two CutMix-ed strong views per unlabelled image
         # The teacher's momentum: min(1 - 1/t, ema_base), the authors' ramp (they cap it at 0.996), so
         # the random initial weights do not linger (a constant 0.99 still holds 37 % of them at t = 100).
         # ema_ramp=False: the paper's constant alpha = ema_base.
@@ -107,7 +107,7 @@ class SemiSupervisedStep:
             raise ValueError("a foundation model was given but the model has no PFA adapter (config.pfa_model)")
         if strong_views < 1:
             raise ValueError(f"strong_views must be >= 1, got {strong_views}")
-        self.threshold, self.unlabeled_dice, self.strong_views = confidence_threshold, unlabeled_dice, strong_views
+        self.threshold, self.unlabelled_dice, self.strong_views = confidence_threshold, unlabelled_dice, strong_views
         self.ema_base, self.ema_ramp, self.ema_average_buffers = ema_base, ema_ramp, ema_average_buffers
         self.cutmix_p = cutmix_p
         if strong_range not in STRONG_RANGES:
@@ -122,17 +122,17 @@ class SemiSupervisedStep:
 
     def __call__(
         self,
-        labeled_images: Tensor,
+        labelled_images: Tensor,
         labels: Tensor,
-        unlabeled_images: Tensor | None = None,
+        unlabelled_images: Tensor | None = None,
         *,
         generator: torch.Generator | None = None,
         supervised_only: bool = False,
     ) -> dict[str, float]:
-        if not supervised_only and unlabeled_images is None:
-            raise ValueError("unlabeled_images are required unless supervised_only=True")
+        if not supervised_only and unlabelled_images is None:
+            raise ValueError("unlabelled_images are required unless supervised_only=True")
         self.student.train()
-        x_l, y_l = weak_view(labeled_images, labels, generator=generator)
+        x_l, y_l = weak_view(labelled_images, labels, generator=generator)
         terms: dict[str, Tensor] = {}
 
         out_l = self._student(x_l, perturb=False, generator=generator)
@@ -142,7 +142,7 @@ class SemiSupervisedStep:
         logs = {"pseudo_coverage": 0.0, "qpm_changed": 0.0}
 
         if not supervised_only:
-            unsup, out_u, x_s, coverage = self._unlabeled(unlabeled_images, generator)
+            unsup, out_u, x_s, coverage = self._unlabelled(unlabelled_images, generator)
             terms["unsup"] = unsup
             rec.append(self._reconstruction(out_u, x_s))
             vq.append(out_u.vq_losses.total.float())
@@ -155,9 +155,9 @@ class SemiSupervisedStep:
         terms["vq"] = torch.stack(vq).sum()
         terms["pfa"] = _mean([p for p in pfa if p is not None])
         w = self.weights
-        total = w.labeled * terms["sup"] + w.vq * terms["vq"]
+        total = w.labelled * terms["sup"] + w.vq * terms["vq"]
         if "unsup" in terms:
-            total = total + w.unlabeled * terms["unsup"]
+            total = total + w.unlabelled * terms["unsup"]
         if terms["rec"] is not None:
             total = total + w.reconstruction * terms["rec"]
         if terms["pfa"] is not None:
@@ -177,8 +177,8 @@ class SemiSupervisedStep:
         logs.update(loss=float(total.detach()), ema_momentum=momentum)
         return logs
 
-    # ---- the unlabeled branch ---------------------------------------------------------------
-    def _unlabeled(self, images: Tensor, generator: torch.Generator | None) -> tuple[Tensor, object, Tensor, float]:
+    # ---- the unlabelled branch ---------------------------------------------------------------
+    def _unlabelled(self, images: Tensor, generator: torch.Generator | None) -> tuple[Tensor, object, Tensor, float]:
         (x_w,) = weak_view(images, generator=generator)
         self.teacher.eval()  # eval-mode semantics (BatchNorm statistics, dropout); no perturbation
         with torch.no_grad(), self._autocast():
@@ -192,7 +192,7 @@ class SemiSupervisedStep:
         out = self._student(x_s, perturb=True, generator=generator)
         logits = out.logits.float().chunk(self.strong_views)
         losses = [
-            pseudo_label_loss(lg, lb, cf, threshold=self.threshold, dice_weight=self.unlabeled_dice)
+            pseudo_label_loss(lg, lb, cf, threshold=self.threshold, dice_weight=self.unlabelled_dice)
             for lg, lb, cf in zip(logits, view_labels, view_confidence)
         ]
         coverage = confident_fraction(torch.cat(view_confidence), self.threshold)

@@ -80,7 +80,7 @@ def poolRows(poolListResult: Optional[dict]) -> List[Tuple[str, ...]]:
 
 def poolSummary(poolListResult: Optional[dict]) -> str:
     result = poolListResult or {}
-    text = f"{result.get('count', 0)} cases: {result.get('labeled', 0)} corrected, {result.get('unlabeled', 0)} unlabelled."
+    text = f"{result.get('count', 0)} cases: {result.get('labelled', 0)} corrected, {result.get('unlabelled', 0)} unlabelled."
     unreadable = result.get("unreadable") or []
     if unreadable:
         text += f" {len(unreadable)} damaged (run 'vqseg pool verify')."

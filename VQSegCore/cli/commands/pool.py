@@ -1,7 +1,7 @@
 """`vqseg pool`: collect cases for fine-tuning, check them, and export a dataset spec.
 
     vqseg pool add CT [--label L] [--draft D] [--source-name N] [--draft-model M] --pool NAME_OR_PATH
-    vqseg pool add --case ID --label L --pool P         # label an unlabeled case, or re-correct one
+    vqseg pool add --case ID --label L --pool P         # label an unlabelled case, or re-correct one
     vqseg pool list | show ID | remove ID --pool P
     vqseg pool verify [--repair] --pool P               # exit 2 when the pool is damaged
     vqseg pool export --out spec.json [--val-fraction F] --pool P
@@ -51,9 +51,10 @@ def register(subparsers) -> argparse.ArgumentParser:
     verify.add_argument("--repair", action="store_true", help="delete leftovers of interrupted commands and restore half-swapped cases")
     export = _action(actions, "export", "write a dataset spec for 'vqseg train'")
     export.add_argument("--out", type=Path, required=True, metavar="SPEC", help="dataset spec JSON to write")
-    export.add_argument("--val-fraction", type=float, default=0.0, metavar="F", help="share of labeled cases for the 'val' split (default 0: no val)")
+    export.add_argument("--val-fraction", type=float, default=0.0, metavar="F", help="share of labelled cases for the 'val' split (default 0: no val)")
     export.add_argument("--seed", type=int, default=0, help="seed for choosing the val cases")
-    export.add_argument("--labeled-only", action="store_true", help="leave out unlabeled cases")
+    export.add_argument("--labelled-only", action="store_true", help="leave out unlabelled cases")
+    export.add_argument("--labeled-only", dest="labelled_only_legacy", action="store_true", help=argparse.SUPPRESS)
     parser.set_defaults(run=run)
     return parser
 
@@ -142,9 +143,9 @@ def _list(args: argparse.Namespace, context, folder: Path) -> dict:
     unreadable = pool.unreadable_cases()
     for case_id, reason in unreadable:
         context.reporter.log(f"case {case_id} is damaged and not listed: {reason} (run 'vqseg pool verify')", "warning")
-    labeled = sum(1 for r in records if r.has_label)
+    labelled = sum(1 for r in records if r.has_label)
     return {"pool": str(pool.folder), "name": pool.name, "classes": pool.classes.ids, "count": len(records),
-            "labeled": labeled, "unlabeled": len(records) - labeled, "cases": [r.summary() for r in records],
+            "labelled": labelled, "unlabelled": len(records) - labelled, "cases": [r.summary() for r in records],
             "unreadable": [case_id for case_id, _ in unreadable]}
 
 
@@ -183,10 +184,13 @@ def _export(args: argparse.Namespace, context, folder: Path) -> dict:
 
     check_outputs([args.out])
     pool = _open(args, folder)
-    spec_path = pool.export_spec(args.out, val_fraction=args.val_fraction, seed=args.seed, include_unlabeled=not args.labeled_only)
+    if args.labelled_only_legacy:
+        context.reporter.log("--labeled-only is deprecated: use --labelled-only", "warning")
+    labelled_only = args.labelled_only or args.labelled_only_legacy
+    spec_path = pool.export_spec(args.out, val_fraction=args.val_fraction, seed=args.seed, include_unlabelled=not labelled_only)
     spec = DatasetSpec.load(spec_path)  # the same check `vqseg train` makes
-    return {"pool": str(pool.folder), "spec": str(spec_path), "cases": len(spec.cases()), "labeled": len(spec.labelled()),
-            "unlabeled": len(spec.cases()) - len(spec.labelled()), "val": len(spec.cases("val"))}
+    return {"pool": str(pool.folder), "spec": str(spec_path), "cases": len(spec.cases()), "labelled": len(spec.labelled()),
+            "unlabelled": len(spec.cases()) - len(spec.labelled()), "val": len(spec.cases("val"))}
 
 
 def _read_class_file(path: Path):
