@@ -227,7 +227,8 @@ def test_resume_reads_the_old_spelling_of_a_step_option_and_still_refuses_a_chan
 
     (tmp_path / "checkpoint").mkdir()
     (tmp_path / "checkpoint" / "state.json").write_text("{}")
-    settings = {"config": {}, "batch_size": 8, "step_options": {"unlabelled_dice": 0.5, "strong_views": 2}}
+    settings = {"config": {}, "batch_size": 8, "unlabelled_batch_size": 8, "supervised_warmup": 0.0,
+                "step_options": {"unlabelled_dice": 0.5, "strong_views": 2}}
     (tmp_path / "run.json").write_text(json.dumps({**settings, "step_options": {"unlabeled_dice": 0.5, "strong_views": 2}}))
     _check_out_folder(tmp_path, settings, resume=True)  # the same settings, spelt the old way
     with pytest.raises(InputError, match="step_options"):
