@@ -230,6 +230,19 @@ def test_lung_field_keeps_the_tumour_and_drops_findings_away_from_the_lungs(phan
     assert lung_field(lung_mask(phantom.image), region, phantom.image.GetSpacing(), margin_mm=0.0).sum() < field.sum()
 
 
+def test_windows_far_from_the_lungs_are_skipped_without_changing_the_lungs(model, phantom):
+    """Without an ROI the engine computes only windows that hold lung field; inside the field nothing changes."""
+    request = dict(window=16, probabilities=True, slab_slices=8, device="cpu")
+    skipping = segment_volume(model, {}, phantom.image, SegmentRequest(**request))
+    everything = segment_volume(model, {}, phantom.image, SegmentRequest(**request, lungs_only=False))
+    assert skipping.region == everything.region and skipping.region_source == "lungs"
+    field = lung_field(lung_mask(phantom.image), skipping.region, phantom.image.GetSpacing())
+    inside = sitk.GetArrayViewFromImage(skipping.probabilities)[skipping.region.numpy_slices][field]
+    np.testing.assert_allclose(inside, sitk.GetArrayViewFromImage(everything.probabilities)[everything.region.numpy_slices][field],
+                               atol=1e-5)
+    assert skipping.codes.tokens < everything.codes.tokens  # fewer windows went through the model
+
+
 def _codes(counts) -> CodeStatistics:
     return CodeStatistics(np.asarray(counts, dtype=np.int64), distance_sum=float(np.sum(counts)))
 

@@ -81,6 +81,38 @@ def test_every_pass_of_sampled_uncertainty_sees_windows_only(model):
     assert out.uncertainty.shape == (3, 40, 24) and 0.0 <= out.uncertainty.min() and out.uncertainty.max() <= 1.0 + 1e-6
 
 
+def _counting_windows(model):
+    batches = []
+    return batches, model.register_forward_pre_hook(lambda module, args: batches.append(args[0].shape[0]))
+
+
+def test_a_field_skips_the_windows_outside_it_and_changes_nothing_inside(model):
+    volume = _volume((2, 64, 48), seed=4)
+    field = np.zeros(volume.shape, dtype=bool)
+    field[:, 10:20, 6:14] = True  # a small lung near one corner
+    batches, hook = _counting_windows(model)
+    try:
+        full = _engine(model, 16).run(volume)
+        computed_full = sum(batches)
+        batches.clear()
+        skipping = _engine(model, 16).run(volume, field=field)
+        computed_skipping = sum(batches)
+    finally:
+        hook.remove()
+    np.testing.assert_allclose(skipping.probabilities[:, field], full.probabilities[:, field], atol=1e-6)
+    # windows of 16 at stride 8: those starting at rows 0..16 and columns 0..8 touch the field: 3 x 2 per slice of 7 x 5
+    assert computed_full == 2 * 7 * 5 and computed_skipping == 2 * 3 * 2
+    far = np.zeros(volume.shape, dtype=bool)
+    far[:, 48:, 32:] = True  # no window that touches the field reaches here: certain background
+    assert skipping.probabilities[0][far].min() > 0.999 and skipping.codes.tokens == 2 * 3 * 2 * 16
+    # flipped and perturbed passes skip alike; whole slices ignore the field
+    sampled = _engine(model, 16).run(volume, field=field, uncertainty="samples")
+    np.testing.assert_allclose(sampled.probabilities.sum(axis=0), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(_engine(model, 0).run(volume, field=field).probabilities, _engine(model, 0).run(volume).probabilities)
+    with pytest.raises(ValueError, match="field shape"):
+        _engine(model, 16).run(volume, field=field[:, :-1])
+
+
 def test_the_engine_takes_the_models_window_unless_told_otherwise():
     config = VQSegConfig(unet_base_width=4, unet_depth=2, codebook_size=16, code_dim=8, inference_window=24)
     net = build_model(config)

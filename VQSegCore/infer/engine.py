@@ -21,6 +21,11 @@ value, centred, as training pads slices smaller than its crop. Window 0: whole (
 `codes` then counts the tokens of every window of the plain pass (overlapping windows count a
 voxel's token more than once, padding's tokens too); the OOD reference made in training uses this
 engine with the model's own window, so reference and inference count tokens the same way.
+
+A `field` (a boolean mask of the volume, e.g. the lungs) skips the windows that hold none of it: they
+are not computed and count as certain background. Every window that covers a voxel of the field
+holds that voxel, so voxels in the field get exactly the result they get without one; only voxels
+outside it change. Whole slices (window 0) ignore the field.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ QPM_SAMPLES = 2
 # Overlap of neighbouring windows, a fraction of the window side (MONAI's `overlap`): each voxel away
 # from the borders lies in 4 windows, whose Gaussian weights favour the windows centred near it.
 WINDOW_OVERLAP = 0.5
+# Logits of a skipped window: background certain (softmax ~ 1 - 2e-9 per foreground class).
+SKIPPED_FOREGROUND_LOGIT = -20.0
 
 
 def cpu_has_native_bf16() -> bool:
@@ -105,9 +112,13 @@ class SliceEngine:
 
     @torch.inference_mode()
     def run(self, volume: np.ndarray, *, background: float = 0.0, uncertainty: str | None = None,
-            cancel=None, progress=None) -> EngineOutput:
+            cancel=None, progress=None, field: np.ndarray | None = None) -> EngineOutput:
+        """`field`: bool [z, H, W] like `volume`; with windows, those that hold none of it are skipped."""
         if uncertainty is not None and uncertainty not in UNCERTAINTY_MODES:
             raise ValueError(f"uncertainty must be one of {UNCERTAINTY_MODES}, got {uncertainty!r}")
+        if field is not None and field.shape != volume.shape:
+            raise ValueError(f"field shape {field.shape} differs from the volume's {volume.shape}")
+        field = field if self.window else None
         depth = volume.shape[0]
         context = self.config.preprocessing.context_slices
         probabilities = np.empty((self.config.num_classes, *volume.shape), dtype=np.float32)
@@ -123,9 +134,12 @@ class SliceEngine:
             x = torch.from_numpy(np.ascontiguousarray(padded)).to(self.device)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            probs = torch.softmax(self._logits(x, background, codes=codes), dim=1)
+            batch_field = None
+            if field is not None:
+                batch_field = torch.from_numpy(pad_to_multiple(field[start:stop], self.config.size_multiple, value=False)[0])
+            probs = torch.softmax(self._logits(x, background, codes=codes, field=batch_field), dim=1)
             if uncertainty == "samples":
-                probs = self._sampled_mean(x, probs, background, generator)
+                probs = self._sampled_mean(x, probs, background, generator, batch_field)
             probs = probs.cpu().numpy()
             probabilities[:, start:stop] = crop_from_padding(probs, padding).transpose(1, 0, 2, 3)
             if entropy is not None:
@@ -139,10 +153,12 @@ class SliceEngine:
         with context:
             return self.model(x, reconstruct=False, **kwargs)
 
-    def _logits(self, x: torch.Tensor, background: float, codes: CodeStatistics | None = None, **kwargs) -> torch.Tensor:
+    def _logits(self, x: torch.Tensor, background: float, codes: CodeStatistics | None = None,
+                field: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
         """float32 logits [B, C, H, W] of a batch of padded slices: one pass, or blended windows of `self.window`.
 
         `codes`, when given, gathers the tokens of every forward pass (every window); `kwargs` go to the model.
+        `field` (bool [B, H, W]): windows holding none of it are skipped.
         """
         def predict(batch: torch.Tensor) -> torch.Tensor:
             if self.channels_last:
@@ -159,16 +175,32 @@ class SliceEngine:
         height, width = x.shape[-2:]
         # as many window pixels per forward pass as `batch_size` whole slices hold (the memory whole slices need)
         per_pass = max(self.batch_size, self.batch_size * (height * width) // (self.window * self.window))
-        return sliding_window_inference(x, (self.window, self.window), per_pass, predict, overlap=WINDOW_OVERLAP,
-                                        mode="gaussian", padding_mode="constant", cval=float(background))
+        options = dict(overlap=WINDOW_OVERLAP, mode="gaussian", padding_mode="constant", cval=float(background))
+        if field is None:
+            return sliding_window_inference(x, (self.window, self.window), per_pass, predict, **options)
+        # MONAI pads a side shorter than the window (diff // 2 before); its window coordinates are in that frame.
+        pad_h, pad_w = (max(0, self.window - n) for n in (height, width))
+        padded_field = torch.nn.functional.pad(field, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
 
-    def _sampled_mean(self, x: torch.Tensor, probs: torch.Tensor, background: float, generator: torch.Generator) -> torch.Tensor:
+        def predict_in_field(batch: torch.Tensor, windows) -> torch.Tensor:
+            needed = [i for i, (b, _c, rows, cols) in enumerate(windows) if bool(padded_field[b, rows, cols].any())]
+            logits = torch.zeros((batch.shape[0], self.config.num_classes, *batch.shape[-2:]), dtype=torch.float32, device=batch.device)
+            logits[:, 1:] = SKIPPED_FOREGROUND_LOGIT
+            if needed:
+                logits[needed] = predict(batch[needed])
+            return logits
+
+        return sliding_window_inference(x, (self.window, self.window), per_pass, predict_in_field, with_coord=True, **options)
+
+    def _sampled_mean(self, x: torch.Tensor, probs: torch.Tensor, background: float, generator: torch.Generator,
+                      field: torch.Tensor | None = None) -> torch.Tensor:
         """Mean softmax over the plain pass, a left-right flipped pass and QPM-perturbed passes (each windowed alike)."""
         total = probs.clone()
-        flipped = self._logits(torch.flip(x, dims=(-1,)), background)
+        flipped_field = torch.flip(field, dims=(-1,)) if field is not None else None
+        flipped = self._logits(torch.flip(x, dims=(-1,)), background, field=flipped_field)
         total += torch.flip(torch.softmax(flipped, dim=1), dims=(-1,))
         for _ in range(QPM_SAMPLES):
-            total += torch.softmax(self._logits(x, background, perturb=True, generator=generator), dim=1)
+            total += torch.softmax(self._logits(x, background, field=field, perturb=True, generator=generator), dim=1)
         return total / (2 + QPM_SAMPLES)
 
 

@@ -31,8 +31,8 @@ from VQSegCore.infer.ood import CodeStatistics, OodScore, ood_score
 from VQSegCore.infer.postprocess import keep_components_touching, remove_small_components
 from VQSegCore.infer.roi import IndexBox, RoiRequest
 from VQSegCore.io.geometry import Geometry
-from VQSegCore.preprocess import (AXIS_TOLERANCE, intensity_transform, model_grid_size, probabilities_to_label, scalar_to_original,
-                                  to_model_grid)
+from VQSegCore.preprocess import (AXIS_TOLERANCE, intensity_transform, label_to_model_grid, model_grid_size, probabilities_to_label,
+                                  scalar_to_original, to_model_grid)
 
 DEFAULT_SLAB_SLICES = 48
 DEFAULT_MEMORY_LIMIT_GB = 8.0
@@ -143,6 +143,8 @@ def segment_volume(model, card: dict, image: sitk.Image, request: SegmentRequest
     region_probabilities = np.zeros((config.num_classes - 1, *region_labels.shape), dtype=np.float32) if request.probabilities else None
     context = config.preprocessing.context_slices
     codes, slices_done = CodeStatistics.empty(model.quantizer.codebook_size), 0
+    # Findings that touch no lung are dropped below; with windows, those far from the lungs are not even computed.
+    skip_outside_lungs = source == "lungs" and request.lungs_only and lungs is not None and bool(window)
     total_slices = region.size[2]
     for slab_index, (keep_start, keep_stop) in enumerate(slab_ranges):
         read_start, read_stop = max(0, keep_start - context), min(sub.GetSize()[2], keep_stop + context)
@@ -154,11 +156,18 @@ def segment_volume(model, card: dict, image: sitk.Image, request: SegmentRequest
         plane = (slice(j0, j1), slice(i0, i1))
         started = time.perf_counter()
         grid = to_model_grid(slab, config.preprocessing, transform=transform)
+        field = None
+        if skip_outside_lungs:  # windows that hold no lung are not computed (engine.py)
+            slab_box = IndexBox((region.start[0] + i0, region.start[1] + j0, region.start[2] + read_start),
+                                (region.start[0] + i1, region.start[1] + j1, region.start[2] + read_stop))
+            field_image = sitk.GetImageFromArray(lung_field(lungs, slab_box, image.GetSpacing()).astype(np.uint8))
+            field_image.CopyInformation(slab)
+            field = label_to_model_grid(field_image, grid) > 0
         watch.add("preprocess", started)
 
         started = time.perf_counter()
         done_before = slices_done
-        out = engine.run(grid.array, background=grid.background_value, uncertainty=request.uncertainty, cancel=cancel,
+        out = engine.run(grid.array, background=grid.background_value, uncertainty=request.uncertainty, cancel=cancel, field=field,
                          progress=(lambda d, t: progress("segment", min(total_slices, done_before + d), total_slices)) if progress else None)
         watch.add("infer", started)
         codes.merge(out.codes)
