@@ -69,3 +69,18 @@ def test_an_nrrd_header_error_names_its_cause(tmp_path):
     (tmp_path / "bad.nrrd").write_bytes((tmp_path / "plain.nrrd").read_bytes().replace(b"type: short", b"type: foo"))
     with pytest.raises(InputError, match='parse type "foo"'):
         read_volume(tmp_path / "bad.nrrd")
+
+
+def test_a_nii_gz_beside_a_nii_of_the_same_name_is_read_as_itself(tmp_path, monkeypatch):
+    """ITK, given x.nii.gz, reads the voxels of a sibling x.nii: the reader must not."""
+    from VQSegCore.io import read as read_module
+
+    ours, sibling = np.zeros((4, 5, 6), np.int16), np.full((4, 5, 6), 7, np.int16)
+    sitk.WriteImage(sitk.GetImageFromArray(ours), str(tmp_path / "x.nii.gz"))
+    sitk.WriteImage(sitk.GetImageFromArray(sibling), str(tmp_path / "x.nii"))
+    assert sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "x.nii.gz"))).max() == 7  # ITK's own behaviour
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(read_volume(tmp_path / "x.nii.gz").image), ours)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(read_volume(tmp_path / "x.nii").image), sibling)
+    # where links are not allowed (Windows without the privilege) a private copy is read
+    monkeypatch.setattr(read_module.os, "symlink", lambda *a, **k: (_ for _ in ()).throw(OSError("not allowed")))
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(read_volume(tmp_path / "x.nii.gz").image), ours)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,24 +89,45 @@ def _read_file(path: Path, check_geometry: bool = True) -> sitk.Image:
     # ITK reads a NIfTI spacing (pixdim) of 0 or NaN as 1 mm, and a zero-length axis as one voxel: look first.
     if check_geometry and path.name.lower().endswith((".nii", ".nii.gz")) and (problem := nifti_header_problem(path)):
         raise InputError(f"{path}: {problem}", "fix the image header (dim and pixdim) in the program that wrote it, or re-export the image")
-    try:
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(str(path))
-        reader.ReadImageInformation()
-    except RuntimeError as error:
-        raise InputError(
-            f"{path}: not a readable image ({_itk_reason(error)})",
-            f"supported inputs: {SUPPORTED_INPUTS}",
-        ) from error
-    if check_geometry and (problem := _header_geometry_problem(reader)):
-        raise InputError(f"{path}: {problem}", "fix the image header (spacing and direction) in the program that wrote it, or re-export the image")
-    try:
-        return reader.Execute()
-    except RuntimeError as error:
-        raise InputError(
-            f"{path}: the image data cannot be read; the file is truncated or corrupt ({_itk_reason(error)})",
-            "re-export or copy the image again",
-        ) from error
+    with _unambiguous(path) as readable:
+        try:
+            reader = sitk.ImageFileReader()
+            reader.SetFileName(str(readable))
+            reader.ReadImageInformation()
+        except RuntimeError as error:
+            raise InputError(
+                f"{path}: not a readable image ({_itk_reason(error)})",
+                f"supported inputs: {SUPPORTED_INPUTS}",
+            ) from error
+        if check_geometry and (problem := _header_geometry_problem(reader)):
+            raise InputError(f"{path}: {problem}", "fix the image header (spacing and direction) in the program that wrote it, or re-export the image")
+        try:
+            return reader.Execute()
+        except RuntimeError as error:
+            raise InputError(
+                f"{path}: the image data cannot be read; the file is truncated or corrupt ({_itk_reason(error)})",
+                "re-export or copy the image again",
+            ) from error
+
+
+@contextmanager
+def _unambiguous(path: Path):
+    """A name ITK reads `path` by, and nothing else.
+
+    ITK's NIfTI reader, given x.nii.gz, reads the voxels of a sibling x.nii when one exists (the
+    header of one file, the data of the other). Such a file is read through a link (or, where links
+    are not allowed, a copy) of its own in a private folder.
+    """
+    if not path.name.lower().endswith(".nii.gz") or not path.with_name(path.name[:-3]).exists():
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="vqseg-read-") as folder:
+        alias = Path(folder) / "volume.nii.gz"
+        try:
+            os.symlink(path.resolve(), alias)
+        except OSError:
+            shutil.copyfile(path, alias)
+        yield alias
 
 
 def _read_dicom_folder(folder: Path) -> Volume:
