@@ -30,16 +30,9 @@ from VQSegCore.model import VQSegConfig, build_model  # noqa: E402
 from VQSegCore.model.config import PreprocessingConfig  # noqa: E402
 from VQSegCore.synth import PhantomSpec, make_chest_ct  # noqa: E402
 from VQSegCore.train import SemiSupervisedStep, make_teacher, train  # noqa: E402
-from VQSegCore.train.loop import PRECISIONS  # noqa: E402
+from VQSegCore.compute import PRECISION_DTYPES, cpu_has_native_bf16  # noqa: E402
 
 CONFIG = VQSegConfig(unet_base_width=16, unet_depth=3, preprocessing=PreprocessingConfig(spacing_mm=(2.0, 2.0)))
-
-
-def cpu_has_native_bf16() -> bool:
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 def time_steps(precisions: list[str], device: torch.device, rounds: int, per_round: int) -> dict[str, list[float]]:
@@ -52,7 +45,7 @@ def time_steps(precisions: list[str], device: torch.device, rounds: int, per_rou
         torch.manual_seed(0)
         student = build_model(CONFIG).to(device)
         steps[precision] = SemiSupervisedStep(student, make_teacher(student), torch.optim.AdamW(student.parameters(), lr=1e-4),
-                                              autocast_dtype=PRECISIONS[precision])
+                                              autocast_dtype=PRECISION_DTYPES[precision])
     samples: dict[str, list[float]] = {p: [] for p in precisions}
     for round_index in range(rounds + 1):
         for precision in precisions:

@@ -13,7 +13,8 @@ from conftest import GEOMETRIES, SHARED_DATA, make_image
 from VQSegCore.errors import InputError
 from VQSegCore.infer import CodeStatistics, IndexBox, RoiRequest, SegmentRequest, ood_score, reference_from_volumes, segment_volume
 from VQSegCore.infer.body import body_box, crop_box, lung_box, lung_field, lung_mask, lung_plane_boxes
-from VQSegCore.infer.engine import normalised_entropy, resolve_precision
+from VQSegCore.compute import autocast_dtype as resolve_precision
+from VQSegCore.infer.engine import normalised_entropy
 from VQSegCore.infer.postprocess import keep_components_touching, remove_small_components
 from VQSegCore.model import VQSegConfig, build_model
 from VQSegCore.io import Geometry
@@ -292,3 +293,16 @@ def test_nan_voxels_are_segmented_as_background_and_reported(model):
     reference = sitk.GetArrayFromImage(segment_volume(model, {}, clean, request).probabilities)  # a copy: the image is temporary
     np.testing.assert_allclose(probabilities[[0, 1, 3, 5]], reference[[0, 1, 3, 5]], atol=1e-5)
     assert not any("not a number" in w for w in segment_volume(model, {}, clean, request).warnings)
+
+
+def test_one_owner_decides_the_device():
+    from VQSegCore.compute import resolve_device, wants_cuda
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(InputError, match="unknown device"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="no CUDA device"):
+            wants_cuda("cuda")
+        assert resolve_device("auto", index=3) == torch.device("cpu")  # a rank's GPU index means nothing on the CPU

@@ -7,8 +7,7 @@
 Speed: `torch.inference_mode` (no autograd records), channels-last tensors and weights (oneDNN's
 fast convolution layout on CPU), a few slices per forward pass (the caller picks: 2 on CPU, where
 larger batches fall out of cache, more on GPU), and reduced precision where the hardware does it
-natively: bf16 autocast on CUDA devices that support it (else fp16) and on CPUs
-with native bf16 (AVX512-BF16 / AMX); fp32 elsewhere, because emulated bf16 is slower than fp32.
+natively (precision "auto", decided in compute.py).
 Uncertainty "samples" adds passes: a left-right flip and QPM-perturbed passes (the method's own
 perturbation), averaged with the plain pass.
 
@@ -36,10 +35,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from VQSegCore.compute import autocast_dtype
 from VQSegCore.infer.ood import CodeStatistics
 from VQSegCore.preprocess import crop_from_padding, pad_to_multiple, slice_stack
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 UNCERTAINTY_MODES = ("entropy", "samples")
 QPM_SAMPLES = 2
 # Overlap of neighbouring windows, a fraction of the window side (MONAI's `overlap`): each voxel away
@@ -47,30 +46,6 @@ QPM_SAMPLES = 2
 WINDOW_OVERLAP = 0.5
 # Logits of a skipped window: background certain (softmax ~ 1 - 2e-9 per foreground class).
 SKIPPED_FOREGROUND_LOGIT = -20.0
-
-
-def cpu_has_native_bf16() -> bool:
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for `precision` on `device` (None = fp32)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision == "fp32":
-        return None
-    if precision == "bf16":
-        return torch.bfloat16
-    if precision == "fp16":
-        if device.type != "cuda":
-            raise ValueError("fp16 inference needs a CUDA device")
-        return torch.float16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if cpu_has_native_bf16() else None
 
 
 def resolve_window(window: int | None, config) -> int:
@@ -97,7 +72,7 @@ class SliceEngine:
             raise ValueError("batch_size must be >= 1")
         self.window = resolve_window(window, model.config)
         self.device = device
-        self.autocast_dtype = resolve_precision(precision, device)
+        self.autocast_dtype = autocast_dtype(precision, device)
         self.channels_last = channels_last
         self.model = model.to(device).eval()
         if channels_last:

@@ -24,6 +24,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
+from VQSegCore.compute import resolve_device
 from VQSegCore.errors import InputError
 from VQSegCore.infer.body import crop_box, lung_field, lung_mask, lung_plane_boxes
 from VQSegCore.infer.engine import SliceEngine, resolve_window
@@ -95,16 +96,6 @@ class _Stopwatch:
 
     def add(self, stage: str, started: float) -> None:
         self.totals[stage] = self.totals.get(stage, 0.0) + time.perf_counter() - started
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda was asked for, but no CUDA device is available", "use --device cpu or auto")
-    if device not in ("cpu", "cuda"):
-        raise InputError(f"unknown device {device!r}", "use auto, cpu or cuda")
-    return torch.device(device)
 
 
 def segment_volume(model, card: dict, image: sitk.Image, request: SegmentRequest, *, progress=None, cancel=None) -> SegmentResult:

@@ -29,6 +29,7 @@ import torch.distributed as dist
 from torch import nn
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
+from VQSegCore.compute import resolve_device
 from VQSegCore.errors import Cancelled, InputError
 
 T = TypeVar("T")
@@ -67,15 +68,10 @@ class Distributed:
 
     def start(self, device_request: str) -> torch.device:
         """Join the process group if needed and return this rank's device."""
-        use_cuda = device_request == "cuda" or (device_request == "auto" and torch.cuda.is_available())
-        if use_cuda and not torch.cuda.is_available():
-            raise InputError("--device cuda was asked for, but no CUDA device is available", "use --device cpu or auto")
+        device = resolve_device(device_request, index=self.local_rank)
+        use_cuda = device.type == "cuda"
         if use_cuda:
-            if self.local_rank >= torch.cuda.device_count():
-                raise InputError(f"rank {self.rank} wants CUDA device {self.local_rank}, but only {torch.cuda.device_count()} are visible",
-                                 "use --nproc_per_node no larger than the number of GPUs")
-            torch.cuda.set_device(self.local_rank)
-        device = torch.device("cuda", self.local_rank) if use_cuda else torch.device("cpu")
+            torch.cuda.set_device(device)
         if self.enabled and not dist.is_initialized():
             dist.init_process_group("nccl" if use_cuda else "gloo", timeout=COLLECTIVE_TIMEOUT)
         return device

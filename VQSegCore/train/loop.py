@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from VQSegCore.atomic import write_json_atomic
+from VQSegCore.compute import PRECISION_DTYPES, wants_cuda
 from VQSegCore.errors import Cancelled, InputError
 from VQSegCore.infer.scoring import ScoredCase, mean_dice, read_scored_case, score_case
 from VQSegCore.model import VQSegConfig, build_model, save_model
@@ -44,7 +45,6 @@ from VQSegCore.train.ema import make_teacher
 from VQSegCore.train.step import SemiSupervisedStep
 
 POLY_POWER = 0.9
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class _NullReporter:
@@ -128,10 +128,10 @@ def train(
         raise InputError(f"the supervised warm-up must be a fraction in [0, 1), got {supervised_warmup}")
     if validation_share is not None and not 0.0 < validation_share <= 1.0:
         raise InputError(f"the validation share must be a fraction in (0, 1], got {validation_share}")
-    if precision not in PRECISIONS:
-        raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision not in PRECISION_DTYPES:
+        raise InputError(f"precision must be one of {', '.join(PRECISION_DTYPES)}, got {precision!r}")
     ranks = distributed or Distributed.from_environment()
-    if precision == "fp16" and not (device == "cuda" or (device == "auto" and torch.cuda.is_available())):
+    if precision == "fp16" and not wants_cuda(device):
         raise InputError("fp16 mixed precision needs a CUDA device", "use --precision bf16 on a CPU, or fp32")
     with ranks.joined(device) as dev:
         return _train(spec, config, Path(out_dir), dev, ranks, iterations=iterations, minutes=minutes, batch_size=batch_size,
@@ -213,7 +213,7 @@ def _train(spec, config: VQSegConfig, out_dir: Path, dev: torch.device, ranks: D
         opt = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=weight_decay)
     else:
         opt = torch.optim.SGD(student.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
-    step = SemiSupervisedStep(student, teacher, opt, config, autocast_dtype=PRECISIONS[precision], distributed=ranks,
+    step = SemiSupervisedStep(student, teacher, opt, config, autocast_dtype=PRECISION_DTYPES[precision], distributed=ranks,
                               foundation=foundation_model, **(step_options or {}))
     sampler = SliceSampler(labelled, unlabelled, crop_size=crop_size, size_multiple=config.size_multiple, rng=rng,
                            context_slices=config.preprocessing.context_slices, foreground_fraction=foreground_fraction,
