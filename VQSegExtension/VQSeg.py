@@ -552,9 +552,9 @@ class VQSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             slicer.util.warningDisplay(_("Select a version in the table first (Refresh lists them)."), windowTitle=_("VQSeg"))
             return
         name, version = cli_arguments.modelName(self._parameterNode.modelName), item.text()
-        suggested = os.path.join(os.path.expanduser("~"), f"{name}-{version}.tar")
+        suggested = os.path.join(os.path.expanduser("~"), f"{name}-{version}.vqseg.tar")
         path = qt.QFileDialog.getSaveFileName(slicer.util.mainWindow(), _("Export model version"), suggested,
-                                              _("VQSeg model archive (*.tar)"))
+                                              _("VQSeg model archive (*.vqseg.tar *.tar)"))
         if not path:
             return
         def completed(run, exported):
@@ -564,7 +564,7 @@ class VQSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onImportVersion(self) -> None:
         name = cli_arguments.modelName(self._parameterNode.modelName)
         path = qt.QFileDialog.getOpenFileName(slicer.util.mainWindow(), _("Import a model version into {model}").format(model=name),
-                                              os.path.expanduser("~"), _("VQSeg model archive (*.tar)"))
+                                              os.path.expanduser("~"), _("VQSeg model archive (*.vqseg.tar *.tar)"))
         if not path:
             return
         def completed(run, imported):

@@ -88,7 +88,7 @@ def worker_baseline(model_dir: str, image_path: str, output: str) -> None:
     from VQSegCore.io import read_volume
     from VQSegCore.io.write import write_label_map
     from VQSegCore.model import load_model
-    from VQSegCore.preprocess import crop_from_padding, pad_to_multiple, probabilities_to_label, to_model_grid
+    from VQSegCore.preprocess import crop_from_padding, pad_to_multiple, probabilities_to_label, slice_stack, to_model_grid
 
     timings = {}
     started = time.perf_counter()
@@ -100,8 +100,10 @@ def worker_baseline(model_dir: str, image_path: str, output: str) -> None:
     timings["preprocess"] = time.perf_counter() - started
     started = time.perf_counter()
     probabilities = np.empty((model.config.num_classes, *grid.array.shape), dtype=np.float32)
+    context = model.config.preprocessing.context_slices
     for k in range(grid.array.shape[0]):
-        padded, padding = pad_to_multiple(grid.array[k][None, None], model.config.size_multiple, value=grid.background_value)
+        stack = np.asarray(slice_stack(grid.array, k, context), dtype=np.float32)[None]  # [1, 2 context + 1, H, W]
+        padded, padding = pad_to_multiple(stack, model.config.size_multiple, value=grid.background_value)
         logits = model(torch.from_numpy(np.ascontiguousarray(padded)), perturb=False, reconstruct=False).logits
         probabilities[:, k] = crop_from_padding(torch.softmax(logits, dim=1).detach().numpy(), padding)[0]
     timings["infer"] = time.perf_counter() - started

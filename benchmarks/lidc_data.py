@@ -120,17 +120,25 @@ def tissue_peaks(values: np.ndarray) -> tuple[float | None, float | None]:
     return peaks[0], peaks[1]
 
 
-def fat_peak(values: np.ndarray) -> float | None:
+# A fat peak must lie this many values (about 70 HU) below the case's soft-tissue peak: the fat band
+# overlaps the lower soft-tissue values, where the soft-tissue peak itself would otherwise be found.
+FAT_SEPARATION_V = 8
+
+
+def fat_peak(values: np.ndarray, soft_tissue: float | None) -> float | None:
     """A histogram peak in the fat band (v 80..112) of one case, where the crop shows fat, else None.
 
     It must be a real local maximum holding >= 0.5% of the voxels per bin, so the falling flank of the
-    lung or the rising flank of the soft-tissue peak does not count.
+    lung does not count, and lie FAT_SEPARATION_V below the case's soft-tissue peak (which, when the
+    case has none, is not known to be elsewhere: no fat peak then).
     """
+    if soft_tissue is None:
+        return None
     histogram = gaussian_filter1d(np.bincount(values.ravel(), minlength=256).astype(float), 2.0)
     low, high = FAT_BAND_V
     window = histogram[low:high]
     index = int(np.argmax(window))
-    if 0 < index < len(window) - 1 and window[index] >= 0.005 * values.size:
+    if 0 < index < len(window) - 1 and window[index] >= 0.005 * values.size and low + index <= soft_tissue - FAT_SEPARATION_V:
         return float(low + index)
     return None
 
@@ -144,7 +152,7 @@ def intensity_check(data: Path = DEFAULT_DATA) -> dict:
             lung.append(first)
         if second is not None:
             soft.append(second)
-        third = fat_peak(values)
+        third = fat_peak(values, second)
         if third is not None:
             fat.append(third)
         lowest.append(int(values.min()))
@@ -193,13 +201,15 @@ def main(argv=None) -> int:
         rows.append({"tissue": "fat (independent check)", "peak v: median (IQR)": f"{median:.0f} ({low:.0f}-{high:.0f})",
                      "HU by the map": round(fat["hu_by_map"]), "reference HU": FAT_HU, "cases with a peak": fat["cases_with_peak"]})
     air = found["air"]
-    rows.append({"tissue": "air (independent check: the window's lowest value)", "peak v: median (IQR)": "0 (saturated)",
+    rows.append({"tissue": "air (consistency only: the window's lowest value)", "peak v: median (IQR)": "0 (saturated)",
                  "HU by the map": round(air["hu_of_value_0"]), "reference HU": AIR_HU,
                  "cases with a peak": air["cases_with_1pct_at_0"]})
     found["note"] = (f"{found['cases']} cases. Map used: HU = {HU_SLOPE} v {HU_INTERCEPT:+.0f}. The map through the "
                      f"reference peaks would be HU = {fitted['slope']:.2f} v {fitted['intercept']:+.0f}. Fat and air are "
-                     "independent of the fit: fat is the peak between lung and soft tissue where a crop shows fat; air is "
-                     "counted where at least 1% of a crop sits at value 0 (the bottom of the window).")
+                     "independent of the fit: fat is a peak between lung and soft tissue, at least "
+                     f"{FAT_SEPARATION_V} values below the case's own soft-tissue peak. Air is consistency only: "
+                     "crops where at least 1% of the voxels sit at value 0 show that air saturates at the bottom of "
+                     "the window, which the map puts at -1010 HU; it bounds the map's lower end, it does not test it.")
     write_report("lidc_intensity", rows, found)
     print(json.dumps(found, indent=1))
     if args.prepare:

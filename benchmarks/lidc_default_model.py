@@ -68,9 +68,10 @@ def model_card_section(card: dict, scores: dict, spec: DatasetSpec) -> dict:
         },
         "preprocessing": {
             "intensity": f"8-bit crop values mapped to HU = {lidc_data.HU_SLOPE} v {lidc_data.HU_INTERCEPT:+.0f}, fitted to the lung "
-                         "and soft-tissue peaks (-868 and 67 HU against references of -860 and 40) and checked against two "
-                         "independent references: fat lands at -84 HU (reference -100) and the window's lowest value, where "
-                         "air saturates, at -1010 HU (air -1000); benchmarks/results/lidc_intensity.md. The model's window is "
+                         "and soft-tissue peaks (-868 and 67 HU against references of -860 and 40) and checked against fat, a "
+                         "reference it was not fitted to: fat lands at -67 HU (reference -100, 59 crops), so the map reads fat "
+                         "and soft tissue about 30 HU high and lung within 10 HU; air saturates at the window's lowest value, "
+                         "-1010 HU by the map (benchmarks/results/lidc_intensity.md). The model's window is "
                          f"{card['config']['preprocessing']['hu_window']} HU",
             "spacing": f"the crops carry no spacing; {lidc_data.ASSUMED_SPACING_MM[0]} mm in-plane was assumed (typical for "
                        "LIDC-IDRI) and is the model's in-plane spacing: inputs are resampled to it",
@@ -144,17 +145,26 @@ def main() -> int:
     card = read_card(source)
     load_model(source)  # refuses weights that don't match the card
     if args.window is not None:
-        card["config"]["inference_window"] = args.window or None
+        card["config"]["inference_window"] = args.window  # 0 = whole slices
     run = json.loads((run_dir / "run.json").read_text())
     spec = DatasetSpec.load(run["dataset"])
-    args.out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source / "weights.safetensors", args.out / "weights.safetensors.tmp")
-    (args.out / "weights.safetensors.tmp").replace(args.out / "weights.safetensors")
-    write_json_atomic(args.out / "card.json", card)
-    scores = evaluate_model(args.out, spec)  # the shipped folder, through the path of vqseg segment
+    # Built and scored beside the shipped folder, which is replaced only by a model that loads.
+    staged = args.out.with_name(args.out.name + ".staged")
+    shutil.rmtree(staged, ignore_errors=True)
+    staged.mkdir(parents=True)
+    shutil.copyfile(source / "weights.safetensors", staged / "weights.safetensors")
+    write_json_atomic(staged / "card.json", card)
+    load_model(staged)
+    scores = evaluate_model(staged, spec)  # through the path of vqseg segment
     card["model_card"] = model_card_section(card, scores, spec)
-    write_json_atomic(args.out / "card.json", card)
-    load_model(args.out)
+    write_json_atomic(staged / "card.json", card)
+    load_model(staged)
+    previous = args.out.with_name(args.out.name + ".previous")
+    shutil.rmtree(previous, ignore_errors=True)
+    if args.out.exists():
+        args.out.rename(previous)
+    staged.rename(args.out)
+    shutil.rmtree(previous, ignore_errors=True)
     row = score_row(f"{DEFAULT_MODEL_NAME} ({args.which} of {run_dir.name})", scores, card["training"].get("iterations_done"),
                     card["config"].get("inference_window") or 0)
     write_report("lidc_default_model", [row], {"command": "python benchmarks/lidc_default_model.py " + " ".join(sys.argv[1:]),

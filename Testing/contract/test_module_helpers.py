@@ -224,8 +224,8 @@ def test_segment_texts():
     result = {"classes": [{"id": "lung_tumour", "value": 1, "voxels": 900, "ml": 12.34}], "timings_s": {"total": 4.12}, "device": "cpu",
               "ood": {"warning": "this image looks unlike the model's training data"}}
     assert result_text.segmentSummary(result, {"lung_tumour": "Lung tumour"}) == "Lung tumour: 12.3 ml. Done in 4.1 s (cpu)."
-    assert result_text.segmentSummary({**result, "region": {"source": "roi"}}, {"lung_tumour": "Lung tumour"}).endswith("(cpu).")
-    assert result_text.segmentSummary({**result, "region": {"source": "lungs"}}).endswith(
+    assert result_text.segmentSummary({**result, "warnings": ["17 voxels ... not a number"]}, {"lung_tumour": "Lung tumour"}).endswith("(cpu).")
+    assert result_text.segmentSummary({**result, "warnings": ["made without an ROI: the model searched the lungs' bounding box; ..."]}).endswith(
         "Made without an ROI: check every finding, or place an ROI around the lesion and segment again.")
     assert result_text.oodWarning(result).startswith("this image looks unlike")
     assert result_text.oodWarning({"ood": None}) == "" and result_text.oodWarning(None) == ""

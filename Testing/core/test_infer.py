@@ -136,7 +136,7 @@ def test_lung_slabs_take_narrower_fields_near_apex_and_base(model):
     result = segment_volume(model, {}, phantom.image, SegmentRequest(slab_slices=8, uncertainty="entropy", device="cpu"))
     assert result.region_source == "lungs" and result.labels.GetSize() == phantom.image.GetSize()
     assert any("without an ROI" in w and "lungs' bounding box" in w for w in result.warnings)
-    assert set(result.report()["removed"]) == {"outside_lungs"} and result.removed["outside_lungs"]["ml"] >= 0
+    assert set(result.report()["removed"]) == {"outside_lungs"}  # the lung filter ran
     # every voxel of the truth lies in a processed field (uncertainty > 0 there)
     truth = sitk.GetArrayViewFromImage(phantom.label) > 0
     assert np.all(sitk.GetArrayViewFromImage(result.uncertainty)[truth] > 0)
@@ -209,11 +209,12 @@ def test_findings_that_touch_no_field_are_removed_whole():
     labels[1:5, 2:10, 2:10] = 1  # touches the field at one corner only: kept whole
     labels[2:4, 14:18, 14:18] = 1  # outside: removed
     labels[0, 0, 19] = 2  # another class, outside: removed
+    labels[4, 10, 10] = 2  # another class, but part of the finding that touches the field: kept
     field = np.zeros(labels.shape, dtype=bool)
     field[1, 2, 2] = True
     cleaned, removed = keep_components_touching(labels, field, values=(1, 2))
-    assert removed == {1: 1, 2: 1}
-    assert (cleaned == 1).sum() == 256 and not cleaned[2:4, 14:18, 14:18].any() and not (cleaned == 2).any()
+    assert removed == 2
+    assert (cleaned == 1).sum() == 256 and not cleaned[2:4, 14:18, 14:18].any() and cleaned[0, 0, 19] == 0 and cleaned[4, 10, 10] == 2
     with pytest.raises(ValueError, match="shape"):
         keep_components_touching(labels, field[:-1], values=(1,))
 
@@ -226,7 +227,7 @@ def test_lung_field_keeps_the_tumour_and_drops_findings_away_from_the_lungs(phan
     tumour = int(labels.sum())
     labels[8:12, :3, :3] = 1  # at the region's corner, in the chest wall beyond the lungs
     cleaned, removed = keep_components_touching(labels, field, values=(1,))
-    assert removed == {1: 1} and int(cleaned.sum()) == tumour > 0  # the juxtapleural tumour stays whole
+    assert removed == 1 and int(cleaned.sum()) == tumour > 0  # the juxtapleural tumour stays whole
     # The margin decides: without it a tumour against the pleura would not count as the lungs'.
     assert lung_field(lung_mask(phantom.image), region, phantom.image.GetSpacing(), margin_mm=0.0).sum() < field.sum()
 

@@ -1,7 +1,7 @@
 """Clean-up of a label map by connected components, per class.
 
     labels, removed = remove_small_components(labels, spacing_zyx, min_ml=0.5, values=(1,))
-    labels, removed = keep_components_touching(labels, field, values=(1,))
+    labels, removed = keep_components_touching(labels, field, values=(1,))   # removed: how many findings
 
 Components are 26-connected (any shared corner joins voxels). Removed voxels become background.
 Small components: off by default (a real small lesion is as small as a speck of noise, so the
@@ -18,21 +18,23 @@ from scipy import ndimage
 _STRUCTURE = np.ones((3, 3, 3), dtype=bool)
 
 
-def keep_components_touching(labels: np.ndarray, field: np.ndarray, values) -> tuple[np.ndarray, dict[int, int]]:
-    """(labels without the components that have no voxel in `field`, {value: components removed}); `labels` is not modified."""
+def keep_components_touching(labels: np.ndarray, field: np.ndarray, values) -> tuple[np.ndarray, int]:
+    """(labels without the findings that have no voxel in `field`, how many findings were removed).
+
+    A finding is a component of all foreground classes together, so one whose parts carry different
+    classes is kept or removed whole. `labels` is not modified.
+    """
     if field.shape != labels.shape:
         raise ValueError(f"field shape {field.shape} differs from the labels' {labels.shape}")
+    components, count = ndimage.label(np.isin(labels, list(values)), structure=_STRUCTURE)
+    touching = np.zeros(count + 1, dtype=bool)
+    touching[np.unique(components[field])] = True
+    outside = np.flatnonzero(~touching)
+    outside = outside[outside > 0]
+    dropped = np.isin(components, outside)
     cleaned = labels.copy()
-    removed = {}
-    for value in values:
-        components, count = ndimage.label(labels == value, structure=_STRUCTURE)
-        touching = np.zeros(count + 1, dtype=bool)
-        touching[np.unique(components[field])] = True
-        outside = np.flatnonzero(~touching)
-        outside = outside[outside > 0]
-        cleaned[np.isin(components, outside)] = 0
-        removed[int(value)] = int(outside.size)
-    return cleaned, removed
+    cleaned[dropped] = 0
+    return cleaned, int(outside.size)
 
 
 def remove_small_components(labels: np.ndarray, spacing_zyx, min_ml: float, values) -> tuple[np.ndarray, dict[int, int]]:

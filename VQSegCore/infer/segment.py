@@ -188,10 +188,10 @@ def segment_volume(model, card: dict, image: sitk.Image, request: SegmentRequest
         region_labels, removed = keep_components_touching(region_labels, lung_field(lungs, region, image.GetSpacing()),
                                                              config.classes.values)
         dropped_ml = (before - np.count_nonzero(region_labels)) * voxel_ml
-        cleanup["outside_lungs"] = {"findings": sum(removed.values()), "ml": round(dropped_ml, 3)}
-        if any(removed.values()):
-            notes.append(f"removed {sum(removed.values())} finding(s), {dropped_ml:.2f} mL, that touch no lung "
-                         "(--keep-outside-lungs keeps them)")
+        cleanup["outside_lungs"] = {"findings": removed, "ml": round(dropped_ml, 3)}
+        if removed:
+            notes.append(f"removed {cleanup['outside_lungs']['findings']} finding(s), {dropped_ml:.2f} mL, that touch no lung "
+                         "(the command line's --keep-outside-lungs keeps them)")
     if request.min_component_ml > 0:
         before = np.count_nonzero(region_labels)
         region_labels, removed = remove_small_components(region_labels, spacing_zyx, request.min_component_ml, config.classes.values)

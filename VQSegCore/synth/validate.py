@@ -50,6 +50,8 @@ def _validate(spec: PhantomSpec) -> None:
             raise ValueError(
                 f"tumour_diameter_mm must be within [{_TUMOUR_MIN_MM:g}, {_TUMOUR_MAX_MM:g}] mm, got {d!r}"
             )
+    if not spec.tumour:
+        return
     largest = _largest_tumour_mm(_Layout.from_spec(spec))
     needed = _TUMOUR_MIN_MM if d is None else float(d)
     if needed > largest:

@@ -51,8 +51,8 @@ def segmentSummary(segmentResult: Optional[dict], classNames: Optional[Dict[str,
         if result.get("device"):
             text += f" ({result['device']})"
     text += "."
-    source = (result.get("region") or {}).get("source")
-    if source and source != "roi":
+    # The core warns when a CT was searched without an ROI (a lung-lesion model learnt from regions around lesions).
+    if any(str(warning).startswith("made without an ROI") for warning in result.get("warnings") or []):
         text += " Made without an ROI: check every finding, or place an ROI around the lesion and segment again."
     return text
 
