@@ -38,6 +38,14 @@ def test_synth_writes_ct_and_label_on_one_grid(cli, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ct.nii.gz", "truth.seg.nrrd"]
 
 
+def test_no_tumour_writes_an_empty_label_and_says_so(cli, tmp_path):
+    run = cli("synth", tmp_path / "ct.nii.gz", "--label", tmp_path / "truth.nii.gz", "--size", "48", "48", "--slices", "8",
+              "--spacing", "3", "3", "4", "--no-tumour", "--events")  # too small for any tumour: no fit check without one
+    assert run.returncode == 0, run.stderr
+    assert (run.last["tumour_volume_ml"], run.last["tumour_diameter_mm"], run.last["tumour_centre_mm"]) == (0.0, 0.0, None)
+    assert not sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "truth.nii.gz"))).any()
+
+
 def test_same_seed_gives_the_same_file_content(cli, tmp_path):
     for name in ("a", "b"):
         assert cli("synth", tmp_path / f"{name}.nrrd", *SMALL, "--seed", "7").returncode == 0
