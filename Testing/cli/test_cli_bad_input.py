@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from badfiles import CASES, bad_inputs
+from helpers.badfiles import CASES, bad_inputs
 
 
 @pytest.mark.parametrize("case", CASES)

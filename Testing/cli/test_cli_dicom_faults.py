@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conftest import make_image, write_dicom_series
+from helpers.images import make_image, write_dicom_series
 from VQSegCore.errors import InputError
 from VQSegCore.io import read_volume
 

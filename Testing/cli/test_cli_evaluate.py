@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conftest import GEOMETRIES
+from helpers.images import GEOMETRIES
 
 GEOMETRY = GEOMETRIES["oblique"]  # spacing (0.7, 0.9, 1.25) mm, tilted
 SHAPE = (6, 16, 16)  # [z, y, x]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from finetune_setup import FAST_ARGS, MODEL, at_progress, kill_on_event, make_store_and_pool, write_phantoms
+from helpers.finetune_setup import FAST_ARGS, MODEL, at_progress, kill_on_event, make_store_and_pool, write_phantoms
 from VQSegCore.model import load_model
 from VQSegCore.models import ModelStore
 from VQSegCore.pool import Pool

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from conftest import store_with_active_version
+from helpers.stores import store_with_active_version
 from VQSegCore.model import VQSegConfig, build_model
 from VQSegCore.models import ModelStore
 
@@ -88,7 +88,7 @@ def test_a_damaged_active_pointer_is_a_clear_error_that_activate_repairs(cli, tm
 
 
 def test_finetune_of_an_unknown_model_name_exits_2_unless_from_scratch(cli, tmp_path):
-    from finetune_setup import FAST_ARGS, make_store_and_pool, write_phantoms
+    from helpers.finetune_setup import FAST_ARGS, make_store_and_pool, write_phantoms
 
     home = tmp_path / "home"
     store, pool = make_store_and_pool(tmp_path, write_phantoms(tmp_path / "phantoms", count=3), labelled=3, store_root=home / "models")

@@ -15,7 +15,8 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from conftest import GEOMETRIES, make_image, pool_with_one_case
+from helpers.images import GEOMETRIES, make_image
+from helpers.stores import pool_with_one_case
 from VQSegCore.errors import InputError
 from VQSegCore.io import write as write_module
 from VQSegCore.io.write import write_image

@@ -7,7 +7,8 @@ import os
 import pytest
 import torch
 
-from conftest import GEOMETRIES, make_image, pool_with_one_case, store_with_active_version
+from helpers.images import GEOMETRIES, make_image
+from helpers.stores import pool_with_one_case, store_with_active_version
 from VQSegCore.io.write import write_image
 from VQSegCore.model import VQSegConfig, build_model
 

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conftest import GEOMETRIES, REPO, make_image
+from helpers.images import GEOMETRIES, make_image
+from helpers.paths import REPO
 from VQSegCore.dataset_spec import DatasetSpec
 from VQSegCore.io.write import write_image, write_label_map
 from VQSegCore.pool import Pool

@@ -11,7 +11,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from conftest import GEOMETRIES, make_image, write_dicom_series
+from helpers.images import GEOMETRIES, make_image, write_dicom_series
 from VQSegCore.infer import CodeStatistics, SegmentRequest, reference_from_volumes, segment_volume
 from VQSegCore.model import VQSegConfig, build_model, save_model
 from VQSegCore.model.config import PreprocessingConfig

@@ -11,7 +11,7 @@ import numpy as np
 import SimpleITK as sitk
 from slicerio.segmentation import read_segmentation
 
-from conftest import REPO
+from helpers.paths import REPO
 
 SMALL = ("--size", "96", "96", "--slices", "24", "--spacing", "3", "3", "4")
 LARGE = ("--size", "512", "512", "--slices", "300", "--spacing", "0.7", "0.7", "1.5")

@@ -9,7 +9,7 @@ import pytest
 import SimpleITK as sitk
 
 from VQSegCore.model import load_model
-from toydata import make_dataset
+from helpers.toydata import make_dataset
 
 TINY_ARGS = ["--base-width", "8", "--depth", "3", "--codebook-size", "64", "--spacing", "3", "3",
              "--batch-size", "2", "--crop-size", "32", "--device", "cpu"]
@@ -66,7 +66,7 @@ def test_cancel_file_exits_3_with_a_checkpoint(cli, dataset, tmp_path):
     cancel = tmp_path / "cancel"
     # the cancel file appears once the run folder exists: a checkpoint of a started run must be written
     import subprocess, sys, time, os
-    from conftest import REPO
+    from helpers.paths import REPO
     proc = subprocess.Popen([sys.executable, "-m", "VQSegCore", "train", "--dataset", str(dataset), "--out", str(out),
                              "--iterations", "100000", "--checkpoint-every", "100000", "--validate-every", "100000",
                              *TINY_ARGS, "--events", "--cancel-file", str(cancel)],

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import GEOMETRIES, make_image
+from helpers.images import GEOMETRIES, make_image
 from VQSegCore.atomic import atomic_output, full_suffix, remove_stale_temporaries, write_text_atomic
 from VQSegCore.errors import InputError
 from VQSegCore.io import write_label_map

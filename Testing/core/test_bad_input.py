@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from badfiles import CASES, bad_inputs, written
-from conftest import GEOMETRIES, make_image
+from helpers.badfiles import CASES, bad_inputs, written
+from helpers.images import GEOMETRIES, make_image
 from VQSegCore.errors import InputError
 from VQSegCore.io import read_volume
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from conftest import REPO
+from helpers.paths import REPO
 
 SOURCES = [p for folder in ("VQSegCore", "VQSegExtension", "Testing", "benchmarks") for p in (REPO / folder).rglob("*.py")]
 

@@ -10,7 +10,8 @@ import textwrap
 
 import numpy as np
 
-from conftest import GEOMETRIES, REPO, make_image
+from helpers.images import GEOMETRIES, make_image
+from helpers.paths import REPO
 from VQSegCore.file_lock import try_lock, unlock
 from VQSegCore.io.write import write_image, write_label_map
 

@@ -13,7 +13,7 @@ from VQSegCore.errors import Cancelled, InputError
 from VQSegCore.finetune import decide, finetune, held_out_count, split_for_validation
 from VQSegCore.finetune.run import FINETUNE_STRONG_VIEWS, FINETUNE_UNLABELLED_DICE, FINETUNE_WARMUP
 from VQSegCore.models import ModelStore
-from finetune_setup import make_store_and_pool, write_phantoms
+from helpers.finetune_setup import make_store_and_pool, write_phantoms
 
 FAST = dict(iterations=4, batch_size=2, crop_size=32, validate_every=2, device="cpu")
 

@@ -9,7 +9,8 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from conftest import GEOMETRIES, SHARED_DATA, make_image
+from helpers.images import GEOMETRIES, make_image
+from helpers.paths import SHARED_DATA
 from VQSegCore.errors import InputError
 from VQSegCore.infer import CodeStatistics, IndexBox, RoiRequest, SegmentRequest, ood_score, reference_from_volumes, segment_volume
 from VQSegCore.infer.body import body_box, crop_box, lung_box, lung_field, lung_mask, lung_plane_boxes

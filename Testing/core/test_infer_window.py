@@ -9,8 +9,8 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from conftest import GEOMETRIES, make_image
-from toydata import make_dataset
+from helpers.images import GEOMETRIES, make_image
+from helpers.toydata import make_dataset
 from VQSegCore.dataset_spec import DatasetSpec
 from VQSegCore.errors import InputError
 from VQSegCore.finetune import score_models

@@ -10,7 +10,7 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 
-from conftest import GEOMETRIES, make_image, write_dicom_series
+from helpers.images import GEOMETRIES, make_image, write_dicom_series
 from VQSegCore.classes import LUNG_TUMOUR_TERMINOLOGY, ClassTable, SegmentClass
 from VQSegCore.errors import InputError
 from VQSegCore.io.dicom import DicomSeries, find_series, read_series
@@ -18,7 +18,7 @@ from VQSegCore.io.dicom_seg import parse_terminology, write_dicom_seg
 from VQSegCore.io.geometry import ijk_to_lps
 
 SERIES_UID = "1.2.826.0.1.3680043.8.498.4242"
-STUDY_UID = "1.2.826.0.1.3680043.8.498.1"  # what conftest.write_dicom_series writes
+STUDY_UID = "1.2.826.0.1.3680043.8.498.1"  # what helpers.images.write_dicom_series writes
 FRAME_OF_REFERENCE_UID = "1.2.826.0.1.3680043.8.498.4243"
 SIZE = (12, 10, 6)  # x, y, z all different, so a transposed mapping cannot fit
 

@@ -7,7 +7,7 @@ import pytest
 import SimpleITK as sitk
 from slicerio.segmentation import read_segmentation
 
-from conftest import GEOMETRIES, make_image, write_dicom_series
+from helpers.images import GEOMETRIES, make_image, write_dicom_series
 from VQSegCore.classes import LUNG_TUMOUR, ClassTable, SegmentClass
 from VQSegCore.errors import InputError
 from VQSegCore.io import LABEL_MAP_SUFFIXES, Geometry, label_map_image, read_label_map, read_volume, write_label_map

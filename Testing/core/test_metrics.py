@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conftest import GEOMETRIES
+from helpers.images import GEOMETRIES
 from VQSegCore.classes import ClassTable, SegmentClass
 from VQSegCore.metrics import (
     ClassMetrics,

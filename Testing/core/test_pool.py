@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conftest import GEOMETRIES, REPO, make_image, write_dicom_series
+from helpers.images import GEOMETRIES, make_image, write_dicom_series
+from helpers.paths import REPO
 from VQSegCore.classes import LUNG_TUMOUR, ClassTable, SegmentClass
 from VQSegCore.dataset_spec import DatasetSpec
 from VQSegCore.errors import InputError

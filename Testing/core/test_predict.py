@@ -8,7 +8,7 @@ import SimpleITK as sitk
 import torch
 from torch import nn
 
-from conftest import GEOMETRIES, make_image
+from helpers.images import GEOMETRIES, make_image
 from VQSegCore.io.geometry import Geometry
 from VQSegCore.model import VQSegConfig, build_model
 from VQSegCore.model.config import PreprocessingConfig

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conftest import GEOMETRIES, make_image
+from helpers.images import GEOMETRIES, make_image
 from VQSegCore.model.config import PreprocessingConfig
 from VQSegCore.preprocess import (
     crop_from_padding,

@@ -13,7 +13,7 @@ from VQSegCore.dataset_spec import DatasetSpec
 from VQSegCore.errors import InputError
 from VQSegCore.model.config import PreprocessingConfig
 from VQSegCore.train.data import IGNORE_INDEX, CaseCache, SliceSampler, prepare_training_data
-from toydata import make_dataset
+from helpers.toydata import make_dataset
 
 PRE = PreprocessingConfig(spacing_mm=(3.0, 3.0))
 

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from VQSegCore.train.data import SliceSampler, _shard
 from VQSegCore.train.distributed import Distributed
 from VQSegCore.errors import InputError
-from toydata import make_dataset
+from helpers.toydata import make_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 WORKER = REPO / "Testing" / "ddp_worker.py"

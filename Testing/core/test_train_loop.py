@@ -17,7 +17,7 @@ from VQSegCore.model.config import PreprocessingConfig
 from VQSegCore.train import make_teacher
 from VQSegCore.train.checkpoint import load_checkpoint, save_checkpoint
 from VQSegCore.train.loop import train
-from toydata import make_dataset
+from helpers.toydata import make_dataset
 
 TINY = VQSegConfig(backbone="unet", unet_base_width=8, unet_depth=3, codebook_size=64,
                    preprocessing=PreprocessingConfig(spacing_mm=(3.0, 3.0)))

@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_open_report_opens_report_md_or_the_version_folder(tmp_path):
-    from conftest import store_with_active_version
+    from helpers.stores import store_with_active_version
 
     store = store_with_active_version(tmp_path / "home" / "models")
     done = subprocess.run([sys.executable, "-m", "VQSegCore", "--events", "models", "list", "lung"], capture_output=True, text=True,

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from conftest import GEOMETRIES, make_image
+from helpers.images import GEOMETRIES, make_image
 
 
 def _truncate(path: Path, keep: float) -> Path:
