@@ -237,6 +237,11 @@ def test_pool_folder_takes_a_name_under_the_home_or_a_path(tmp_path, monkeypatch
     assert pool_folder("./x") == Path("./x")
     with pytest.raises(InputError):
         pool_folder("bad name!")
+    monkeypatch.setenv("VQSEG_POOL", "from-env")  # no --pool: $VQSEG_POOL, read when asked
+    assert pool_folder(None) == tmp_path / "home" / "pools" / "from-env"
+    monkeypatch.setenv("VQSEG_POOL", "")
+    with pytest.raises(InputError, match="no pool given"):
+        pool_folder(None)
 
 
 def test_edited_voxels_count_each_class_separately():

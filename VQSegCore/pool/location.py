@@ -2,6 +2,7 @@
 
     pool_folder("pilot")          # $VQSEG_HOME/pools/pilot
     pool_folder("./pilot")        # ./pilot (anything with a slash, or starting with . or ~, is a path)
+    pool_folder(None)             # $VQSEG_POOL, read now (every command that takes --pool uses this)
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from VQSegCore.paths import pools_dir
 _POOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
-def pool_folder(name_or_path: str | os.PathLike) -> Path:
-    text = os.fspath(name_or_path).strip()
+def pool_folder(name_or_path: str | os.PathLike | None) -> Path:
+    text = os.fspath(name_or_path if name_or_path else os.environ.get("VQSEG_POOL", "")).strip()
     if not text:
         raise InputError("no pool given", "give --pool NAME (under $VQSEG_HOME/pools) or --pool PATH, or set VQSEG_POOL")
     if looks_like_path(text):

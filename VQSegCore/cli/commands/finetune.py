@@ -11,8 +11,6 @@ Under torchrun every rank trains and rank 0 alone reads the pool, writes the ver
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
 
 from VQSegCore.errors import InputError
 
@@ -25,7 +23,7 @@ def register(subparsers) -> argparse.ArgumentParser:
         "candidate on held-out labelled cases (n // 3 of n >= 3), and activate the candidate only if its Dice is at most "
         "--margin below the parent's. Otherwise it is kept as a candidate version with the reason.",
     )
-    parser.add_argument("--pool", default=os.environ.get("VQSEG_POOL"), metavar="NAME_OR_PATH",
+    parser.add_argument("--pool", default=None, metavar="NAME_OR_PATH",
                         help="the training pool (a name under $VQSEG_HOME/pools or a folder; default $VQSEG_POOL)")
     parser.add_argument("--model", default=None, metavar="NAME", help="the model to fine-tune (default lung-lesion)")
     budget = parser.add_mutually_exclusive_group()
@@ -58,16 +56,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
-def resolve_pool(value: str | None) -> Path:
-    from VQSegCore.pool import pool_folder
-
-    if not value:
-        raise InputError("no pool given", "pass --pool NAME_OR_PATH or set VQSEG_POOL")
-    return pool_folder(value)
-
-
 def run(args: argparse.Namespace, context) -> dict:
     from VQSegCore.finetune import finetune
+    from VQSegCore.pool import pool_folder
     from VQSegCore.models import DEFAULT_MODEL_NAME
 
     if args.iterations is None and args.minutes is None:
@@ -77,7 +68,7 @@ def run(args: argparse.Namespace, context) -> dict:
     if args.lr is not None and not 0 < args.lr < 1:
         raise InputError(f"--lr must be in (0, 1), got {args.lr}", "e.g. --lr 1e-4")
     return finetune(
-        resolve_pool(args.pool), model_name=args.model or DEFAULT_MODEL_NAME, iterations=args.iterations, minutes=args.minutes,
+        pool_folder(args.pool), model_name=args.model or DEFAULT_MODEL_NAME, iterations=args.iterations, minutes=args.minutes,
         margin=args.margin, supervised_only=args.supervised_only, seed=args.seed, device=args.device, batch_size=args.batch_size,
         crop_size=args.crop_size, validate_every=args.validate_every, resume=args.resume, skip_damaged=args.skip_damaged, from_scratch=args.from_scratch, reporter=context.reporter, cancel=context.cancel,
         **_given(lr=args.lr, supervised_warmup=args.supervised_warmup, unlabelled_batch_size=args.unlabelled_batch_size,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 from VQSegCore.errors import InputError
@@ -75,10 +74,7 @@ def run(args: argparse.Namespace, context) -> dict:
 def _pool_location(args: argparse.Namespace) -> Path:
     from VQSegCore.pool import pool_folder
 
-    given = getattr(args, "pool", None) or os.environ.get("VQSEG_POOL")
-    if not given:
-        raise InputError("no pool given", "add --pool NAME_OR_PATH or set VQSEG_POOL")
-    return pool_folder(given)
+    return pool_folder(getattr(args, "pool", None))
 
 
 def _lock_timeout(args: argparse.Namespace) -> float:
