@@ -67,12 +67,6 @@ class ClassTable:
     def max_value(self) -> int:
         return max(self.values)
 
-    def by_id(self, class_id: str) -> SegmentClass:
-        for segment_class in self.classes:
-            if segment_class.id == class_id:
-                return segment_class
-        raise KeyError(f"no class with id {class_id!r}; known ids: {', '.join(self.ids)}")
-
     def by_value(self, value: int) -> SegmentClass:
         for segment_class in self.classes:
             if segment_class.value == value:

@@ -37,7 +37,6 @@ from VQSegCore.classes import ClassTable, unexpected_values  # noqa: F401 - part
 STATUSES = ("ok", "both_empty", "missed", "false_positive")
 FAILURES = ("missed", "false_positive")
 SCORES = ("dice", "jaccard", "hd95_mm", "asd_mm")
-DISTANCES = ("hd95_mm", "asd_mm")
 
 # One voxel of margin keeps every edge voxel an edge (erosion sees background around it); two is slack.
 CROP_MARGIN = 2

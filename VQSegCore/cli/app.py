@@ -14,7 +14,7 @@ import os
 import sys
 import traceback
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Iterator
 
 from VQSegCore import __version__
 from VQSegCore.cancel import CancelToken, sigterm_cancels
@@ -28,9 +28,6 @@ class RunContext:
 
     reporter: Reporter
     cancel: CancelToken
-
-
-CommandRun = Callable[[argparse.Namespace, RunContext], dict]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -450,7 +450,3 @@ def _label_array(case):
     from VQSegCore.io import read_label_map
 
     return sitk.GetArrayFromImage(read_label_map(case.label))
-
-
-def run_summary(run: Path) -> dict:
-    return json.loads((run / DONE_FILE).read_text()) if (run / DONE_FILE).exists() else {}

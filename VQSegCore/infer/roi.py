@@ -60,9 +60,6 @@ class IndexBox:
         """Slices of a [z, y, x] array."""
         return tuple(slice(a, b) for a, b in zip(reversed(self.start), reversed(self.stop)))
 
-    def covers(self, image: sitk.Image) -> bool:
-        return self.start == (0, 0, 0) and self.stop == tuple(image.GetSize())
-
     def extract(self, image: sitk.Image) -> sitk.Image:
         return image[self.start[0] : self.stop[0], self.start[1] : self.stop[1], self.start[2] : self.stop[2]]
 

@@ -8,7 +8,6 @@
 
 from VQSegCore.model.build import MODEL_BUILDERS, build_model
 from VQSegCore.model.config import PreprocessingConfig, VQSegConfig
-from VQSegCore.model.feature_cache import FeatureCache, case_hash
 from VQSegCore.model.foundation import FoundationModel, build_foundation
 from VQSegCore.model.heads import reconstruction_l1_loss
 from VQSegCore.model.persistence import load_model, read_card, save_model
@@ -19,7 +18,6 @@ from VQSegCore.model.vqseg_net import VQSegNet, VQSegOutput
 
 __all__ = [
     "MODEL_BUILDERS",
-    "FeatureCache",
     "FoundationModel",
     "PreprocessingConfig",
     "VQLosses",
@@ -29,7 +27,6 @@ __all__ = [
     "VectorQuantizer",
     "build_foundation",
     "build_model",
-    "case_hash",
     "load_model",
     "patch_infonce_loss",
     "perturb_codes",

