@@ -158,3 +158,30 @@ def test_position_embedding_interpolation():
     resized = vit.position_embedding(4, 6)
     assert resized.shape == (1, 1 + 24, 384)
     assert torch.allclose(resized, torch.full_like(resized, 0.5), atol=1e-5)
+
+
+def test_training_builds_its_network_with_the_encoder_weights_it_is_given(tmp_path, monkeypatch):
+    """`vqseg train --encoder-weights FILE` reaches build_model for a new run (which loads them: tests above)."""
+    from helpers.toydata import make_dataset
+    from VQSegCore.cli.app import build_parser
+    from VQSegCore.cli.commands import COMMANDS
+    from VQSegCore.dataset_spec import DatasetSpec
+    from VQSegCore.train import loop
+
+    asked = []
+
+    class Built(Exception):
+        pass
+
+    def recording_build(config, *, encoder_weights=None):
+        asked.append(encoder_weights)
+        raise Built
+
+    monkeypatch.setattr(loop, "build_model", recording_build)
+    spec = DatasetSpec.load(make_dataset(tmp_path / "data"))
+    with pytest.raises(Built):
+        loop.train(spec, VQSegConfig(), tmp_path / "run", iterations=1, device="cpu", encoder_weights=tmp_path / "w.pth")
+    assert asked == [tmp_path / "w.pth"]
+    args = build_parser(COMMANDS).parse_args(["train", "--dataset", "d.json", "--out", "o", "--iterations", "1", "--backbone", "vit_dinov2",
+                                      "--encoder-weights", "auto"])
+    assert args.encoder_weights == "auto"

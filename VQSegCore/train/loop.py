@@ -92,6 +92,7 @@ def train(
     foundation: str = "none",
     foundation_weights=None,
     initial_model=None,
+    encoder_weights=None,
     distributed: Distributed | None = None,
 ) -> dict:
     """Train and return a summary dict (iterations done, best val Dice, folders written).
@@ -100,6 +101,8 @@ def train(
     `foundation_weights` its local weights file where it needs one.
     `initial_model`: a model folder (save_model format) whose weights start the run (fine-tuning);
     its config must build the same network as `config`.
+    `encoder_weights`: pretrained encoder weights for a new run (vit_dinov2: a DINOv2 ViT-S/14 file or
+    "auto"; see build_model); a resumed run takes its weights from the checkpoint.
     `precision`: "fp32", "bf16" (autocast; CPU or GPU) or "fp16" (autocast with loss scaling; GPU).
     `unlabelled_batch_size`: unlabelled crops per step, two strong views of each by default (default
     `batch_size`; the authors' code uses half of it).
@@ -141,13 +144,13 @@ def train(
                       cancel=cancel, optimiser=optimiser, weight_decay=weight_decay, foreground_fraction=foreground_fraction,
                       include_labelled_as_unlabelled=include_labelled_as_unlabelled, cache_dir=cache_dir,
                       step_options=step_options, precision=precision, foundation=foundation,
-                      foundation_weights=foundation_weights, initial_model=initial_model)
+                      foundation_weights=foundation_weights, initial_model=initial_model, encoder_weights=encoder_weights)
 
 
 def _train(spec, config: VQSegConfig, out_dir: Path, dev: torch.device, ranks: Distributed, *, iterations, minutes, batch_size,
            unlabelled_batch_size, crop_size, lr, seed, supervised_only, supervised_warmup, validate_every, validation_share,
            checkpoint_every, resume, reporter, cancel, optimiser, weight_decay, foreground_fraction, include_labelled_as_unlabelled,
-           cache_dir, step_options, precision, foundation, foundation_weights, initial_model) -> dict:
+           cache_dir, step_options, precision, foundation, foundation_weights, initial_model, encoder_weights) -> dict:
     reporter = reporter or _NullReporter()
     cancel = cancel or _NoCancel()
     config = config.resolved()
@@ -172,6 +175,7 @@ def _train(spec, config: VQSegConfig, out_dir: Path, dev: torch.device, ranks: D
         "precision": precision, "world_size": ranks.world_size, "foundation": foundation,
         "foundation_weights": str(foundation_weights) if foundation_weights else None,
         "initial_model": str(initial_model) if initial_model else None,
+        "encoder_weights": str(encoder_weights) if encoder_weights else None,
         "step_options": dict(step_options or {}),
     }
     problem = None
@@ -203,7 +207,7 @@ def _train(spec, config: VQSegConfig, out_dir: Path, dev: torch.device, ranks: D
     # ---- model, teacher, optimiser ----------------------------------------------------------
     torch.manual_seed(seed)
     rng, generator = _random_streams(seed, ranks.rank)
-    student = build_model(config)
+    student = build_model(config, encoder_weights=None if resume or initial_model is not None else encoder_weights)
     if initial_model is not None:
         _load_initial_weights(student, Path(initial_model))
     student = student.to(dev)

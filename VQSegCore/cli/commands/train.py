@@ -54,6 +54,9 @@ def register(subparsers) -> argparse.ArgumentParser:
                         help="fp32, or mixed precision: bf16 autocast (GPU, or CPUs with native bf16), fp16 autocast with loss scaling (GPU)")
     parser.add_argument("--foundation", choices=("none", "dinov2", "astra", "random"), default="none",
                         help="frozen foundation model for the PFA loss (none: no PFA)")
+    parser.add_argument("--encoder-weights", default=None, metavar="FILE|auto",
+                        help="vit_dinov2 only: start the ViT from pretrained DINOv2 ViT-S/14 weights (a local .pth or .safetensors, "
+                             "or 'auto' for one already in your torch.hub / Hugging Face cache; nothing is downloaded)")
     parser.add_argument("--foundation-weights", type=Path, default=None, metavar="FILE",
                         help="local weights of the foundation model (dinov2: a ViT-S/14 state dict; astra: optional)")
     parser.set_defaults(run=run)
@@ -94,6 +97,6 @@ def run(args: argparse.Namespace, context) -> dict:
         supervised_only=args.supervised_only, validate_every=args.validate_every,
         checkpoint_every=args.checkpoint_every, resume=args.resume, reporter=context.reporter, cancel=context.cancel,
         device=args.device, optimiser=args.optimiser, precision=args.precision, foundation=args.foundation,
-        foundation_weights=args.foundation_weights,
+        foundation_weights=args.foundation_weights, encoder_weights=args.encoder_weights,
     )
     return summary
