@@ -3,6 +3,12 @@
 A reader never sees a half-written file, and a crash, cancel or full disk leaves only the old file
 (or nothing). The temporary name keeps the target's full suffix (`.nii.gz`, `.seg.nrrd`) because
 SimpleITK picks the file format from the extension.
+
+Folders (a pool's case, a model store's version) are built the same way: under a hidden name
+beside their place, made durable (`fsync_folder_tree`: every file, then the folder) and published
+with one rename (`move_folder`). A rename inside one file system is atomic: a reader (or a crash)
+sees the folder under its old name or under its new one, never a mix; the fsync comes first so the
+new name never points at data still only in the page cache.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import contextlib
 import errno
 import json
 import os
+import shutil
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -131,3 +138,35 @@ def fsync_path(path: Path) -> None:
 def _remove_quietly(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
         path.unlink()
+
+
+# ---- folders: build under a hidden name, make durable, publish with one rename -----------------
+def fsync_folder_tree(folder: Path) -> None:
+    for item in folder.iterdir():
+        if item.is_file():
+            fsync_path(item)
+    fsync_path(folder)
+
+
+def move_folder(source: Path, target: Path) -> None:
+    """Rename `source` to `target`, which must not exist (os.rename would silently replace an empty folder)."""
+    if target.exists():
+        raise FileExistsError(f"{target} already exists")
+    os.rename(source, target)
+    fsync_path(target.parent)
+
+
+def remove_tree(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """Hard-link an unchanged file into a new case folder (instant, no extra space); copy across devices."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)

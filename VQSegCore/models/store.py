@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from VQSegCore.atomic import fsync_path, write_bytes_atomic, write_json_atomic, write_text_atomic
+from VQSegCore.atomic import fsync_folder_tree, move_folder, remove_tree, write_bytes_atomic, write_json_atomic, write_text_atomic
 from VQSegCore.errors import InputError
 from VQSegCore.file_lock import try_lock, unlock
 from VQSegCore.model.card_check import MAX_CARD_BYTES, MAX_WEIGHTS_BYTES, check_weights, config_from_card, parse_card
@@ -275,15 +275,15 @@ def _building(folder: Path):
     """
     version = _next_version(folder)
     building = folder / f".building-{version}-{os.getpid()}"
-    shutil.rmtree(building, ignore_errors=True)  # only a reused process id can have left one
+    remove_tree(building)  # only a reused process id can have left one
     building.mkdir()
     try:
         yield building, version
-        os.rename(building, folder / version)
+        fsync_folder_tree(building)
+        move_folder(building, folder / version)  # the pool publishes its cases the same way
     except BaseException:
-        shutil.rmtree(building, ignore_errors=True)
+        remove_tree(building)
         raise
-    fsync_path(folder)
 
 
 def _complete(folder: Path) -> bool:

@@ -14,7 +14,7 @@ from dataclasses import replace
 from VQSegCore.io.geometry import Geometry
 from VQSegCore.pool.case_folder import building_folder, seal_case_folder, write_case_files
 from VQSegCore.pool.clock import utc_now
-from VQSegCore.pool.durable import move_folder
+from VQSegCore.atomic import move_folder
 from VQSegCore.pool.edits import edited_voxels
 from VQSegCore.pool.inputs import CaseInputs
 from VQSegCore.pool.layout import LABEL_FILE, PoolLayout

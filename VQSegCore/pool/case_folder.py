@@ -22,7 +22,7 @@ import SimpleITK as sitk
 from VQSegCore.atomic import write_json_atomic
 from VQSegCore.classes import ClassTable
 from VQSegCore.io.write import write_image, write_label_map
-from VQSegCore.pool.durable import fsync_folder_tree, remove_tree
+from VQSegCore.atomic import fsync_folder_tree, remove_tree
 from VQSegCore.pool.hashing import sha256_file
 from VQSegCore.pool.layout import BUILDING_PREFIX, DRAFT_FILE, IMAGE_FILE, LABEL_FILE, META_FILE, PoolLayout
 from VQSegCore.pool.records import CaseRecord

@@ -9,7 +9,7 @@ After the rename the case is gone for every reader; a crash before the delete le
 
 from __future__ import annotations
 
-from VQSegCore.pool.durable import move_folder, remove_tree
+from VQSegCore.atomic import move_folder, remove_tree
 from VQSegCore.pool.layout import REMOVING_PREFIX, PoolLayout
 from VQSegCore.pool.manifest import append_entry
 from VQSegCore.pool.records import CaseRecord

@@ -18,7 +18,7 @@ import dataclasses
 import shutil
 from pathlib import Path
 
-from VQSegCore.pool.durable import link_or_copy
+from VQSegCore.atomic import link_or_copy
 from VQSegCore.pool.hashing import sha256_file
 from VQSegCore.pool.layout import PoolLayout
 from VQSegCore.pool.listing import list_cases

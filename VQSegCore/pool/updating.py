@@ -18,7 +18,7 @@ import SimpleITK as sitk
 
 from VQSegCore.pool.case_folder import building_folder, seal_case_folder, write_case_files
 from VQSegCore.pool.clock import utc_now
-from VQSegCore.pool.durable import link_or_copy, move_folder, remove_tree
+from VQSegCore.atomic import link_or_copy, move_folder, remove_tree
 from VQSegCore.pool.edits import edited_voxels
 from VQSegCore.pool.layout import DRAFT_FILE, IMAGE_FILE, LABEL_FILE, REPLACED_PREFIX, PoolLayout
 from VQSegCore.pool.manifest import append_entry

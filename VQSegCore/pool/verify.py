@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from VQSegCore.pool.durable import move_folder, remove_tree
+from VQSegCore.atomic import move_folder, remove_tree
 from VQSegCore.pool.hashing import sha256_file
 from VQSegCore.pool.layout import CASE_DATA_FILES, META_FILE, TEMP_PREFIX, PoolLayout, entry_kind, scratch_case_id
 from VQSegCore.pool.listing import case_folder_names
