@@ -9,7 +9,7 @@ import pytest
 from VQSegCore.classes import LUNG_TUMOUR
 from VQSegCore.models.store import VersionInfo
 from VQSegCore.paths import DEFAULT_HOME
-from VQSegCore.pool.location import pool_folder
+from VQSegCore.pool.layout import pool_folder
 from VQSegLib import drafts, home, locations, model_card, result_text, roi, segmentation_tags
 
 # ---- ROI ------------------------------------------------------------------------------------

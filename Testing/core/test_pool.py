@@ -25,7 +25,7 @@ from VQSegCore.dataset_spec import DatasetSpec
 from VQSegCore.errors import InputError
 from VQSegCore.io.write import write_image, write_label_map
 from VQSegCore.pool import LABELLED, UNLABELLED, Pool, pool_folder
-from VQSegCore.pool.edits import edited_voxels
+from VQSegCore.pool.records import edited_voxels
 
 SIZE = (64, 64, 40)  # x, y, z: small enough to keep every test fast
 CASE_ID = re.compile(r"^case-(\d{4})-[0-9a-f]{6}$")
@@ -325,7 +325,7 @@ def test_verify_repair_restores_a_case_caught_between_the_two_renames_of_an_upda
 
 
 def test_a_failed_build_leaves_no_case_and_no_log_line(pool, inputs, monkeypatch):
-    import VQSegCore.pool.adding as adding
+    import VQSegCore.pool.case_changes as adding
 
     def crash(*_args):
         raise KeyboardInterrupt  # Ctrl-C or a cancel at the worst moment: everything written, not yet renamed

@@ -221,7 +221,7 @@ def _open_pool(pool_folder: Path):
 def _write_run_inputs(run: Path, pool, store: ModelStore, model_name: str, skip_damaged: bool) -> None:
     """The pool's checked snapshot, the training spec with its held-out cases, then plan.json (last:
     its presence means prepared). Training reads only the snapshot, never the live pool."""
-    from VQSegCore.pool.export import export_spec
+    from VQSegCore.pool.reading import export_spec
 
     records, damaged = pool.snapshot(run / SNAPSHOT_DIR)
     if damaged and not skip_damaged:

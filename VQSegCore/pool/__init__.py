@@ -11,9 +11,9 @@ publishes a case folder with one rename, so a crash leaves either no case or a c
 No patient-identifying text is stored (`privacy`).
 """
 
-from VQSegCore.pool.layout import PoolLayout
-from VQSegCore.pool.location import pool_folder
-from VQSegCore.pool.locking import DEFAULT_LOCK_TIMEOUT_S, PoolLock
+from VQSegCore.pool.case_changes import read_case_inputs
+from VQSegCore.pool.journal import DEFAULT_LOCK_TIMEOUT_S, PoolLock
+from VQSegCore.pool.layout import PoolLayout, pool_folder
 from VQSegCore.pool.pool import Pool
 from VQSegCore.pool.pool_file import POOL_FORMAT_VERSION, PoolInfo
 from VQSegCore.pool.records import LABELLED, UNLABELLED, CaseRecord
@@ -31,4 +31,5 @@ __all__ = [
     "POOL_FORMAT_VERSION",
     "DEFAULT_LOCK_TIMEOUT_S",
     "pool_folder",
+    "read_case_inputs",
 ]

@@ -1,29 +1,56 @@
-"""Where everything lives inside a pool folder, and which names are cases or leftovers.
+"""Where a pool's files are, how they are named, and what identifies them: the folder layout,
+case ids, the `--pool` location rule, UTC time stamps and file hashes.
 
-    layout = PoolLayout(Path("~/.vqseg/pools/pilot").expanduser())
-    layout.case_dir("case-0007-3fa9c1")      # .../cases/case-0007-3fa9c1
-    entry_kind(".building-case-0007-3fa9c1-5d0e")   # "building"
+layout:
+    Where everything lives inside a pool folder, and which names are cases or leftovers.
 
-```
-pool.json            what the pool is (format version, name, created, class table)
-cases/<case-id>/     image.nii.gz, label.nii.gz (optional), draft.nii.gz (optional), meta.json
-manifest.jsonl       append-only log of adds, label updates and removes
-.lock                flock target that serialises writers
-```
-A case folder is built under a hidden name inside cases/ and renamed into place in one step, so
-only names that match CASE_ID_PATTERN are cases; hidden names are the traces of interrupted work.
+        layout = PoolLayout(Path("~/.vqseg/pools/pilot").expanduser())
+        layout.case_dir("case-0007-3fa9c1")      # .../cases/case-0007-3fa9c1
+        entry_kind(".building-case-0007-3fa9c1-5d0e")   # "building"
+
+    ```
+    pool.json            what the pool is (format version, name, created, class table)
+    cases/<case-id>/     image.nii.gz, label.nii.gz (optional), draft.nii.gz (optional), meta.json
+    manifest.jsonl       append-only log of adds, label updates and removes
+    .lock                flock target that serialises writers
+    ```
+    A case folder is built under a hidden name inside cases/ and renamed into place in one step, so
+    only names that match CASE_ID_PATTERN are cases; hidden names are the traces of interrupted work.
+
+location:
+    Turn the user's `--pool` value into a folder: a bare name lives under $VQSEG_HOME/pools.
+
+        pool_folder("pilot")          # $VQSEG_HOME/pools/pilot
+        pool_folder("./pilot")        # ./pilot (anything with a slash, or starting with . or ~, is a path)
+        pool_folder(None)             # $VQSEG_POOL, read now (every command that takes --pool uses this)
+
+clock:
+    UTC timestamps as ISO 8601 strings, the one time format of pool files.
+
+        utc_now()   # "2025-03-14T09:26:53.589Z"
+
+hashing:
+    SHA-256 of a file, read in chunks so a 200 MB CT does not sit in memory twice.
+
+        sha256_file(Path("cases/case-0001-a1b2c3/image.nii.gz"))   # "9f86d0…"
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import secrets
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
-# The atomic module's temporary prefix: a file with it was never renamed into place, so never valid.
 from VQSegCore.atomic import _TEMP_PREFIX as TEMP_PREFIX
+from VQSegCore.errors import InputError
+from VQSegCore.paths import pools_dir
 
+
+# ---- layout ----------------------------------------------------------------------------------
 POOL_FILE = "pool.json"
 CASES_FOLDER = "cases"
 MANIFEST_FILE = "manifest.jsonl"
@@ -97,3 +124,40 @@ def scratch_case_id(name: str) -> str | None:
             candidate = name[len(prefix):].rsplit("-", 1)[0]
             return candidate if is_case_id(candidate) else None
     return None
+
+
+# ---- location --------------------------------------------------------------------------------
+_POOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def pool_folder(name_or_path: str | os.PathLike | None) -> Path:
+    text = os.fspath(name_or_path if name_or_path else os.environ.get("VQSEG_POOL", "")).strip()
+    if not text:
+        raise InputError("no pool given", "give --pool NAME (under $VQSEG_HOME/pools) or --pool PATH, or set VQSEG_POOL")
+    if looks_like_path(text):
+        return Path(text).expanduser()
+    if not _POOL_NAME.match(text):
+        raise InputError(f"pool name {text!r} is not a plain name", "use letters, digits, '.', '_' or '-', or give a path such as ./my-pool")
+    return pools_dir() / text
+
+
+def looks_like_path(text: str) -> bool:
+    separators = [os.sep] + ([os.altsep] if os.altsep else [])
+    return any(sep in text for sep in separators) or text.startswith((".", "~"))
+
+
+# ---- clock -----------------------------------------------------------------------------------
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# ---- hashing ---------------------------------------------------------------------------------
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()

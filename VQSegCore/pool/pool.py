@@ -21,18 +21,12 @@ from typing import Callable
 from VQSegCore.classes import LUNG_TUMOUR, ClassTable
 from VQSegCore.errors import InputError
 from VQSegCore.io.read import read_volume
-from VQSegCore.pool.adding import add_case
-from VQSegCore.pool.export import export_spec
-from VQSegCore.pool.inputs import CaseInputs, read_case_inputs, read_label_values
+from VQSegCore.pool.case_changes import CaseInputs, add_case, read_case_inputs, read_label_values, remove_case, update_case_label
+from VQSegCore.pool.journal import DEFAULT_LOCK_TIMEOUT_S, PoolLock, read_entries
 from VQSegCore.pool.layout import PoolLayout
-from VQSegCore.pool.listing import find_case, list_cases
-from VQSegCore.pool.locking import DEFAULT_LOCK_TIMEOUT_S, PoolLock
-from VQSegCore.pool.manifest import read_entries
-from VQSegCore.pool.pool_file import PoolInfo, create_pool_folder, read_pool_info
+from VQSegCore.pool.pool_file import PoolInfo, create_pool_folder, is_pool, read_pool_info
+from VQSegCore.pool.reading import check_links, export_spec, find_case, link_cases, list_cases
 from VQSegCore.pool.records import CaseRecord
-from VQSegCore.pool.removing import remove_case
-from VQSegCore.pool.snapshot import check_links, link_cases
-from VQSegCore.pool.updating import update_case_label
 from VQSegCore.pool.verify import VerifyReport, verify_pool
 
 
@@ -50,6 +44,12 @@ class Pool:
         layout = _layout(folder)
         info, _ = create_pool_folder(layout, name or layout.root.name, classes, lock_timeout_s, exist_ok=exist_ok)
         return cls(layout, info, lock_timeout_s)
+
+    @staticmethod
+    def classes_at(folder: str | os.PathLike) -> ClassTable | None:
+        """The class table of the pool in `folder`, or None when there is no pool there yet."""
+        layout = _layout(folder)
+        return read_pool_info(layout).classes if is_pool(layout) else None
 
     @classmethod
     def open(cls, folder: str | os.PathLike, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> "Pool":

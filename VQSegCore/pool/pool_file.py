@@ -16,9 +16,8 @@ from VQSegCore.atomic import write_json_atomic
 from VQSegCore.classes import ClassTable
 from VQSegCore.dataset_spec import class_table_from_json
 from VQSegCore.errors import InputError
-from VQSegCore.pool.clock import utc_now
-from VQSegCore.pool.layout import CASES_FOLDER, LOCK_FILE, MANIFEST_FILE, POOL_FILE, TEMP_PREFIX, PoolLayout
-from VQSegCore.pool.locking import PoolLock
+from VQSegCore.pool.journal import PoolLock
+from VQSegCore.pool.layout import CASES_FOLDER, LOCK_FILE, MANIFEST_FILE, POOL_FILE, TEMP_PREFIX, PoolLayout, utc_now
 
 POOL_FORMAT_VERSION = 1
 _NOT_A_POOL_HINT = "give the folder of an existing pool, or let 'vqseg pool add' create a new one"

@@ -1,12 +1,22 @@
-"""A case's record: what its meta.json holds, parsed and checked.
+"""What a case's meta.json holds (`CaseRecord`), and how much a correction changed (edited voxels).
 
-    record = read_case_record(layout.case_dir("case-0007-3fa9c1"))
-    record.status            # "labelled" or "unlabelled"
-    record.sha256["image.nii.gz"]
-    record.summary()         # the short form `vqseg pool list` prints
+records:
+    A case's record: what its meta.json holds, parsed and checked.
 
-meta.json never holds patient-identifying text: the case id is generated, `source_name` is the
-input's base name (or what the user typed), and no DICOM header is copied.
+        record = read_case_record(layout.case_dir("case-0007-3fa9c1"))
+        record.status            # "labelled" or "unlabelled"
+        record.sha256["image.nii.gz"]
+        record.summary()         # the short form `vqseg pool list` prints
+
+    meta.json never holds patient-identifying text: the case id is generated, `source_name` is the
+    input's base name (or what the user typed), and no DICOM header is copied.
+
+edits:
+    How much a clinician changed the model's draft: voxels per class that the correction flipped.
+
+        edited_voxels(label, draft, LUNG_TUMOUR)   # {"lung_tumour": 1234}
+
+    A voxel counts for class v when it is v in exactly one of the two maps (added or removed from v).
 """
 
 from __future__ import annotations
@@ -16,8 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from VQSegCore.classes import ClassTable
 from VQSegCore.pool.layout import DRAFT_FILE, IMAGE_FILE, LABEL_FILE, META_FILE
 
+
+# ---- records ---------------------------------------------------------------------------------
 META_FORMAT_VERSION = 1
 LABELLED = "labelled"
 UNLABELLED = "unlabelled"
@@ -159,3 +174,8 @@ def _require(data: dict, fields: dict[str, type]) -> None:
             raise CaseRecordError(f"meta.json lacks {name!r}")
         if not isinstance(data[name], kind):
             raise CaseRecordError(f"meta.json field {name!r} is not a {kind.__name__}")
+
+
+# ---- edits -----------------------------------------------------------------------------------
+def edited_voxels(label: np.ndarray, draft: np.ndarray, classes: ClassTable) -> dict[str, int]:
+    return {c.id: int(np.count_nonzero((label == c.value) != (draft == c.value))) for c in classes.classes}

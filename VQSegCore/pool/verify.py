@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Callable
 
 from VQSegCore.atomic import move_folder, remove_tree
-from VQSegCore.pool.hashing import sha256_file
-from VQSegCore.pool.layout import CASE_DATA_FILES, META_FILE, TEMP_PREFIX, PoolLayout, entry_kind, scratch_case_id
-from VQSegCore.pool.listing import case_folder_names
-from VQSegCore.pool.manifest import cases_in_log, read_entries
+from VQSegCore.pool.journal import cases_in_log, read_entries
+from VQSegCore.pool.layout import CASE_DATA_FILES, META_FILE, TEMP_PREFIX, PoolLayout, entry_kind, scratch_case_id, sha256_file
+from VQSegCore.pool.reading import case_folder_names
 from VQSegCore.pool.records import CaseRecordError, read_case_record
 
 

@@ -98,15 +98,11 @@ def _add(args: argparse.Namespace, context, folder: Path) -> dict:
     if args.image is None:
         raise InputError("pool add needs an IMAGE (or --case ID --label L to update a case)", "e.g. vqseg pool add ct.nii.gz --label corrected.nii.gz --pool pilot")
     from VQSegCore.classes import LUNG_TUMOUR
-    from VQSegCore.pool import Pool
-    from VQSegCore.pool.inputs import read_case_inputs
-    from VQSegCore.pool.pool_file import is_pool, read_pool_info
-    from VQSegCore.pool.layout import PoolLayout
+    from VQSegCore.pool import Pool, read_case_inputs
 
     context.reporter.progress("add", 0, 2)
-    layout = PoolLayout(folder)
     wanted_classes = _read_class_file(args.classes) if args.classes else None
-    classes = read_pool_info(layout).classes if is_pool(layout) else (wanted_classes or LUNG_TUMOUR)
+    classes = Pool.classes_at(folder) or wanted_classes or LUNG_TUMOUR
     # Read and check everything before the pool is created or touched: bad input writes nothing.
     inputs = read_case_inputs(args.image, classes, label=args.label, draft=args.draft, source_name=args.source_name)
     context.reporter.progress("add", 1, 2)
