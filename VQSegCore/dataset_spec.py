@@ -90,10 +90,6 @@ class DatasetSpec:
             raise InputError(f"dataset spec {self.path or '(unsaved)'}: {which} has no labelled case ({len(self.cases(split))} cases, none with a label)", hint)
         return found
 
-    def splits(self) -> list[str]:
-        """The splits that hold at least one case, in SPLITS order."""
-        return [split for split in SPLITS if self.cases(split)]
-
     def to_dict(self, relative_to: str | os.PathLike | None = None) -> dict:
         """The JSON form; paths inside `relative_to` (a folder) are written relative to it."""
         folder = _absolute(relative_to) if relative_to is not None else None

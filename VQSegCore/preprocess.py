@@ -51,7 +51,6 @@ __all__ = [
     "Padding",
     "crop_from_padding",
     "from_model_grid",
-    "intensity_normalise",
     "intensity_transform",
     "label_to_model_grid",
     "pad_to_multiple",
@@ -111,11 +110,6 @@ def intensity_transform(array: np.ndarray, preprocessing: PreprocessingConfig) -
     mean = total / max(count, 1)
     std = math.sqrt(max(total_sq / max(count, 1) - mean * mean, 0.0))
     return IntensityTransform(low, high, mean, std if std > 1e-6 else 1.0)
-
-
-def intensity_normalise(array: np.ndarray, preprocessing: PreprocessingConfig) -> np.ndarray:
-    """float32 copy of `array` normalised as `preprocessing` says (CT window → [0, 1]; MRI z-score)."""
-    return intensity_transform(array, preprocessing).apply(array)
 
 
 def _slabs(array: np.ndarray, voxels: int = 1 << 22):

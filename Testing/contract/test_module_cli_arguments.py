@@ -63,7 +63,6 @@ def test_finetune_and_models_arguments():
         cli_arguments.finetuneArguments("/p", minutes=5, iterations=2)
     assert parse(cli_arguments.modelsListArguments()).action == "list"
     assert parse(cli_arguments.modelsListArguments("lung-lesion")).name == "lung-lesion"
-    assert parse(cli_arguments.modelsShowArguments("lung-lesion@v0001")).model == "lung-lesion@v0001"
     activated = parse(cli_arguments.modelsActivateArguments("lung-lesion", "v0003"))
     assert (activated.action, activated.model) == ("activate", "lung-lesion@v0003")
     rolled = parse(cli_arguments.modelsRollbackArguments("lung-lesion"))
@@ -72,11 +71,6 @@ def test_finetune_and_models_arguments():
     assert (exported.action, exported.model, str(exported.out)) == ("export", "lung-lesion@v0002", "/w/lung-lesion-v0002.tar")
     imported = parse(cli_arguments.modelsImportArguments("/w/lung-lesion-v0002.tar", "lung-lesion"))
     assert (imported.action, str(imported.archive), imported.name) == ("import", "/w/lung-lesion-v0002.tar", "lung-lesion")
-
-
-def test_synth_arguments():
-    args = parse(cli_arguments.synthArguments("/w/ct.nii.gz", "/w/truth.nii.gz", sizeXY=(96, 80), slices=24, spacing=(3, 3, 5), seed=7))
-    assert (args.size, args.slices, args.spacing, args.seed, str(args.label)) == ([96, 80], 24, [3.0, 3.0, 5.0], 7, "/w/truth.nii.gz")
 
 
 def test_a_doctored_flag_is_rejected():

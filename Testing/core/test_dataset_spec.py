@@ -72,7 +72,6 @@ def test_cases_and_labelled_by_split(dataset):
     assert [c.id for c in spec.cases("train")] == ["case-a", "case-b"]
     assert [c.id for c in spec.labelled("train")] == ["case-a"]
     assert [c.id for c in spec.labelled()] == ["case-a", "case-c", "case-d"]
-    assert spec.splits() == ["train", "val", "test"]
     assert [c.id for c in spec.require_labelled("test")] == ["case-d"]
     assert not spec.cases()[1].labelled
 

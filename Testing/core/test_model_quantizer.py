@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from VQSegCore.model import quantizer as quantizer_module
-from VQSegCore.model.quantizer import VectorQuantizer, batch_usage, code_usage_entropy_loss
+from VQSegCore.model.quantizer import VectorQuantizer, code_usage_entropy_loss
 
 
 def test_chunked_assignment_matches_brute_force(monkeypatch):
@@ -57,8 +57,6 @@ def test_usage_statistics_on_a_constructed_batch():
     assert vq.usage().perplexity == pytest.approx(expected, rel=1e-5)
     vq.reset_usage()
     assert vq.usage().tokens == 0 and vq.usage().fraction_used == 0.0
-    fraction, perplexity = batch_usage(torch.tensor([5, 5, 5, 5]), 8)
-    assert fraction.item() == pytest.approx(1 / 8) and perplexity.item() == pytest.approx(1.0)
 
 
 def test_entropy_loss_is_lowest_for_confident_balanced_assignment():

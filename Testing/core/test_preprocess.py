@@ -11,7 +11,7 @@ from VQSegCore.model.config import PreprocessingConfig
 from VQSegCore.preprocess import (
     crop_from_padding,
     from_model_grid,
-    intensity_normalise,
+    intensity_transform,
     label_to_model_grid,
     pad_to_multiple,
     probabilities_to_label,
@@ -79,7 +79,8 @@ def test_permutation_matches_dicom_orient_and_inverts_exactly():
     grid = to_model_grid(image, preprocessing)
     assert grid.reorientation == "permuted" and not grid.resampled_in_plane
     oriented = sitk.DICOMOrient(image, "LPS")
-    np.testing.assert_array_equal(grid.array, intensity_normalise(sitk.GetArrayFromImage(oriented), preprocessing))
+    values = sitk.GetArrayFromImage(oriented)
+    np.testing.assert_array_equal(grid.array, intensity_transform(values, preprocessing).apply(values))
     assert grid.model.spacing == oriented.GetSpacing()
     np.testing.assert_allclose(grid.model.origin, oriented.GetOrigin(), atol=1e-9)
     labels = sitk.GetArrayFromImage(image).astype(np.int64) % 7
@@ -205,7 +206,7 @@ def test_phantom_tumour_survives_the_round_trip():
 # ---- intensities ---------------------------------------------------------------------------
 def test_ct_window():
     values = np.array([-3000, -1000, -300, 400, 3000], dtype=np.int16)
-    out = intensity_normalise(values, PreprocessingConfig())
+    out = intensity_transform(values, PreprocessingConfig()).apply(values)
     assert out.dtype == np.float32
     np.testing.assert_allclose(out, [0.0, 0.0, 0.5, 1.0, 1.0], atol=1e-6)
     grid = to_model_grid(make_image(GEOMETRIES["identity"]), PreprocessingConfig())
@@ -217,7 +218,7 @@ def test_mri_z_score():
     volume = rng.gamma(2.0, 150.0, size=(6, 40, 40)).astype(np.float32)
     volume[0, 0, 0] = 1e6  # an outlier the percentile clip must remove
     preprocessing = PreprocessingConfig(modality="mri", mri_percentiles=(1.0, 99.0))
-    out = intensity_normalise(volume, preprocessing)
+    out = intensity_transform(volume, preprocessing).apply(volume)
     assert out.dtype == np.float32
     assert abs(float(out.mean())) < 1e-3
     assert abs(float(out.std()) - 1.0) < 1e-3

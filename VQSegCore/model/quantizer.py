@@ -174,6 +174,3 @@ def codebook_usage(counts: Tensor) -> tuple[Tensor, Tensor]:
     return (counts > 0).float().mean(), entropy.exp()
 
 
-def batch_usage(indices: Tensor, codebook_size: int) -> tuple[Tensor, Tensor]:
-    """Usage statistics of one batch of code indices (no accumulation)."""
-    return codebook_usage(torch.bincount(indices.reshape(-1), minlength=codebook_size))

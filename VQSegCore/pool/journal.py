@@ -72,10 +72,6 @@ class PoolLock:
             os.close(self._fd)
             self._fd = None
 
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
     def _open(self) -> int | None:
         try:
             return os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)

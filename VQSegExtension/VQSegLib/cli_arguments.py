@@ -99,10 +99,6 @@ def modelsListArguments(modelName: Optional[str] = None) -> List[str]:
     return ["models", "list"] + ([modelName] if modelName else [])
 
 
-def modelsShowArguments(model: str) -> List[str]:
-    return ["models", "show", model]
-
-
 def modelsActivateArguments(modelName: str, version: str) -> List[str]:
     return ["models", "activate", f"{modelName}@{version}"]
 
@@ -117,13 +113,6 @@ def modelsExportArguments(modelName: str, version: str, archivePath: str) -> Lis
 
 def modelsImportArguments(archivePath: str, modelName: str) -> List[str]:
     return ["models", "import", archivePath, "--name", modelName]
-
-
-def synthArguments(outputPath: str, labelPath: str, sizeXY: Sequence[int] = (96, 96), slices: int = 24,
-                   spacing: Sequence[float] = (3.0, 3.0, 5.0), seed: int = 0) -> List[str]:
-    """A small synthetic chest CT and its tumour label (the self-test's input; no download)."""
-    return ["synth", str(outputPath), "--label", str(labelPath), "--size", *[str(int(v)) for v in sizeXY],
-            "--slices", str(int(slices)), "--spacing", *[_number(v) for v in spacing], "--seed", str(int(seed))]
 
 
 def modelName(modelSpec: Optional[str]) -> str:
