@@ -111,6 +111,8 @@ def compare(runs: list[Path]) -> int:
             if not (run / which).is_dir():
                 continue
             card = read_card(run / which)
+            if which == "last" and (run / "best").is_dir() and read_card(run / "best")["weights_sha256"] == card["weights_sha256"]:
+                continue  # the last validation was the best: the same weights
             training[f"{run.name}/{which}"] = card["training"]
             for window in (None, 0):
                 rows.append(score_row(f"{run.name}/{which}", evaluate_model(run / which, spec, window=window),
