@@ -174,6 +174,17 @@ def test_an_old_shipped_pydicom_leaves_dicom_seg_out_and_says_so(monkeypatch):
     assert "\npydicom==" in pip[0][2]["constraints"]  # the installed pydicom is pinned: no dependency can replace it
 
 
+def test_slicer_5_12s_highdicom_is_kept_and_dicom_seg_left_out(monkeypatch):
+    """Slicer 5.12 ships highdicom 0.27 for its own DICOM plugin: never upgraded, DICOM SEG left out."""
+    versions = {"pydicom": "3.0.2", "highdicom": "0.27.0", "numpy": "2.4.6", "scipy": "1.17.1", "simpleitk": "2.5.5"}
+    to_install, kept, notes = dependencies.pipPlan(versionOf=lambda name: versions.get(dependencies.normalizeName(name)))
+    assert not any(r.startswith(("highdicom", "pydicom")) for r in to_install) and "monai[scipy]>=1.4" in to_install
+    assert notes and "highdicom 0.27.0" in notes[0] and "pydicom" not in notes[0].split("ships")[1]
+    constraints = dependencies.constraintsText(exclude=[dependencies.parseRequirement(r)[0] for r in to_install],
+                                               installed={"highdicom": "0.27.0", "torch": "2.7.0"})
+    assert constraints.splitlines() == ["highdicom==0.27.0", "torch==2.7.0"]
+
+
 def test_without_pydicom_the_dicom_seg_packages_are_installed(monkeypatch):
     slicer = FakeSlicer(monkeypatch)
     real_version = dependencies.installedVersion

@@ -21,7 +21,7 @@ import inspect
 import os
 import re
 import tempfile
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 # The core's dependencies (pyproject.toml [project] dependencies) without torch; a test keeps
 # CORE_REQUIREMENTS + DICOM_SEG_REQUIREMENTS equal to them.
@@ -39,8 +39,9 @@ CORE_REQUIREMENTS = [
 DICOM_SEG_REQUIREMENTS = ["highdicom>=0.28", "pydicom>=3.0.1"]
 TORCH_REQUIREMENT = "torch>=2.4"
 
-# Slicer bundles these and its own modules depend on them: use what is there, never reinstall.
-SLICER_SHIPPED = {"numpy", "simpleitk", "scipy", "pydicom", "pillow", "requests", "packaging"}
+# Slicer bundles these and its own modules depend on them: use what is there, never reinstall
+# (5.12 ships highdicom 0.27 for its DICOM TID1500 plugin).
+SLICER_SHIPPED = {"numpy", "simpleitk", "scipy", "pydicom", "highdicom", "pillow", "requests", "packaging"}
 
 
 class DependencyError(RuntimeError):
@@ -152,14 +153,18 @@ def installedVersion(name: str) -> Optional[str]:
     return None
 
 
-def unmetRequirements(requirements: List[str]) -> List[Tuple[str, Optional[str]]]:
-    """(requirement, installed version or None) for each requirement that is absent or too old/new."""
+def unmetRequirements(requirements: List[str], versionOf: Optional[Callable[[str], Optional[str]]] = None) -> List[Tuple[str, Optional[str]]]:
+    """(requirement, installed version or None) for each requirement that is absent or too old/new.
+
+    `versionOf(name)`: the installed version of a distribution, or None (default: this Python's).
+    """
+    versionOf = versionOf or installedVersion
     unmet = []
     for requirement in requirements:
         name, clauses, marker = parseRequirement(requirement)
         if not _markerApplies(marker):
             continue
-        version = installedVersion(name)
+        version = versionOf(name)
         if version is None:
             unmet.append((requirement, None))
             continue
@@ -211,30 +216,11 @@ def installMissing(requirements: Optional[List[str]] = None, confirm: Optional[C
     """
     import slicer  # only here: the rest of this module works without Slicer
 
-    notes = []
-    if requirements is None:
-        requirements = list(CORE_REQUIREMENTS)
-        shippedPydicom = installedVersion("pydicom")
-        if shippedPydicom is not None and not _safelySatisfies(shippedPydicom, parseRequirement("pydicom>=3.0.1")[1]):
-            notes.append(f"DICOM SEG export, which needs pydicom >= 3.0.1 (this Slicer ships pydicom {shippedPydicom}, "
-                         "which is kept): VQSeg writes segmentations as .seg.nrrd instead")
-        else:
-            requirements += DICOM_SEG_REQUIREMENTS
-    pipRequirements = []
-    for requirement in requirements:
+    for requirement in requirements or []:
         if normalizeName(parseRequirement(requirement)[0]) == "torch":
             torchRequirement = requirement  # a torch entry in the list sets the version to ask for
-        else:
-            pipRequirements.append(requirement)
-
+    toInstall, kept, notes = pipPlan(requirements)
     torchState, torchMessage = torchStatus(torchRequirement)
-    toInstall, kept = [], []
-    for requirement, version in unmetRequirements(pipRequirements):
-        name = normalizeName(parseRequirement(requirement)[0])
-        if name in SLICER_SHIPPED and version is not None:
-            kept.append(f"{requirement} (Slicer ships {version}; it is kept)")
-        else:
-            toInstall.append(requirement)
     if torchState == "ok" and not toInstall:
         return []
 
@@ -268,13 +254,50 @@ def installMissing(requirements: Optional[List[str]] = None, confirm: Optional[C
     return installed
 
 
-def constraintsText(exclude: List[str] = ()) -> str:
+def pipPlan(requirements: Optional[List[str]] = None,
+            versionOf: Optional[Callable[[str], Optional[str]]] = None) -> Tuple[List[str], List[str], List[str]]:
+    """(to install with pip, kept as Slicer ships them, left out with why) for `requirements`.
+
+    Default requirements: CORE_REQUIREMENTS, plus DICOM SEG's unless Slicer ships a pydicom or a
+    highdicom too old for it (Slicer's own DICOM modules use them, so they are not replaced). torch is
+    never in the plan: the PyTorch extension installs it. `versionOf` as in unmetRequirements.
+    """
+    versionOf = versionOf or installedVersion
+    notes = []
+    if requirements is None:
+        requirements = list(CORE_REQUIREMENTS)
+        tooOld = []
+        for requirement in DICOM_SEG_REQUIREMENTS:
+            name, clauses, _marker = parseRequirement(requirement)
+            shipped = versionOf(name)
+            if shipped is not None and not _safelySatisfies(shipped, clauses):
+                tooOld.append(f"{name} {shipped}")
+        if tooOld:
+            notes.append(f"DICOM SEG export, which needs {' and '.join(DICOM_SEG_REQUIREMENTS)} (this Slicer ships "
+                         f"{' and '.join(tooOld)}, which {'is' if len(tooOld) == 1 else 'are'} kept): VQSeg writes "
+                         "segmentations as .seg.nrrd instead")
+        else:
+            requirements = requirements + DICOM_SEG_REQUIREMENTS
+    pipRequirements = [r for r in requirements if normalizeName(parseRequirement(r)[0]) != "torch"]
+    toInstall, kept = [], []
+    for requirement, version in unmetRequirements(pipRequirements, versionOf):
+        name = normalizeName(parseRequirement(requirement)[0])
+        if name in SLICER_SHIPPED and version is not None:
+            kept.append(f"{requirement} (Slicer ships {version}; it is kept)")
+        else:
+            toInstall.append(requirement)
+    return toInstall, kept, notes
+
+
+def constraintsText(exclude: List[str] = (), installed: Optional[Dict[str, str]] = None) -> str:
     """`name==version` for every installed distribution but `exclude` (what is being installed or
-    upgraded): pip may add packages but never change these."""
+    upgraded): pip may add packages but never change these. `installed` (name → version) replaces
+    this Python's distributions (to plan for another Slicer)."""
     excluded = {normalizeName(name) for name in exclude}
     pins = {}
-    for distribution in importlib.metadata.distributions():
-        name, version = distribution.metadata["Name"], distribution.version
+    found = installed.items() if installed is not None else (
+        (distribution.metadata["Name"], distribution.version) for distribution in importlib.metadata.distributions())
+    for name, version in found:
         if not name or not version or normalizeName(name) in excluded:
             continue
         try:
