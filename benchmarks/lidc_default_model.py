@@ -11,8 +11,8 @@
 
 3. Compare them (best and last of each, in the model's own windows and on whole slices), shipping nothing:
 
-    .venv/bin/python benchmarks/lidc_default_model.py --compare --run RUN_A RUN_B
-        # results/lidc_default_candidates.json and .md
+    .venv/bin/python benchmarks/lidc_default_model.py --compare --run RUN_A RUN_B [--name NAME]
+        # results/lidc_default_candidates.json and .md (or NAME.*)
 
 4. Ship one: score RUN/<best|last> on every validation case (3D Dice, HD95, missed), copy its weights
    into Resources/Models/lung-lesion/ and write its card (data, preprocessing, intended use,
@@ -103,7 +103,7 @@ def score_row(label: str, scores: dict, iterations, window) -> dict:
             "missed %": round(100 * scores["missed"] / max(1, scores["cases"]), 1)}
 
 
-def compare(runs: list[Path]) -> int:
+def compare(runs: list[Path], name: str = "lidc_default_candidates") -> int:
     rows, training = [], {}
     for run in runs:
         spec = DatasetSpec.load(json.loads((run / "run.json").read_text())["dataset"])
@@ -118,7 +118,7 @@ def compare(runs: list[Path]) -> int:
                 rows.append(score_row(f"{run.name}/{which}", evaluate_model(run / which, spec, window=window),
                                       card["training"].get("iterations_done"), window))
                 print(json.dumps(rows[-1]), flush=True)
-    write_report("lidc_default_candidates", rows, {"command": "python benchmarks/lidc_default_model.py " + " ".join(sys.argv[1:]),
+    write_report(name, rows, {"command": "python benchmarks/lidc_default_model.py " + " ".join(sys.argv[1:]),
                                                    "training": training})
     return 0
 
@@ -128,6 +128,7 @@ def main() -> int:
     parser.add_argument("--write-spec", type=Path, metavar="PATH", help="write the default model's dataset spec and stop")
     parser.add_argument("--run", type=Path, nargs="+", help="vqseg train output folder(s)")
     parser.add_argument("--compare", action="store_true", help="score every --run (best and last), ship nothing")
+    parser.add_argument("--name", default="lidc_default_candidates", help="results file of --compare")
     parser.add_argument("--which", choices=("best", "last"), default="best")
     parser.add_argument("--window", type=int, default=None,
                         help="the shipped card's inference window: 0 = whole slices (default: the training crop)")
@@ -139,7 +140,7 @@ def main() -> int:
     if not args.run:
         parser.error("--run is required")
     if args.compare:
-        return compare(args.run)
+        return compare(args.run, args.name)
     if len(args.run) != 1:
         parser.error("ship one --run at a time")
     run_dir = args.run[0]
