@@ -185,3 +185,15 @@ def test_training_builds_its_network_with_the_encoder_weights_it_is_given(tmp_pa
     args = build_parser(COMMANDS).parse_args(["train", "--dataset", "d.json", "--out", "o", "--iterations", "1", "--backbone", "vit_dinov2",
                                       "--encoder-weights", "auto"])
     assert args.encoder_weights == "auto"
+
+
+def test_encoder_weights_are_checked_before_any_work(cli, tmp_path):
+    from helpers.toydata import make_dataset
+
+    spec = make_dataset(tmp_path / "data")
+    unet = cli("train", "--dataset", spec, "--out", tmp_path / "a", "--iterations", "1", "--encoder-weights", "auto")
+    missing = cli("train", "--dataset", spec, "--out", tmp_path / "b", "--iterations", "1", "--backbone", "vit_dinov2",
+                  "--encoder-weights", tmp_path / "nope.pth")
+    assert unet.returncode == 2 and "--backbone vit_dinov2" in unet.stderr
+    assert missing.returncode == 2 and "no such file" in missing.stderr
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -74,7 +74,7 @@ _HELD_RUN_LOCKS: dict = {}  # run folder → the descriptor holding its lock, in
 PLAN_FILE = "plan.json"
 SPEC_FILE = "spec.json"
 TRAIN_DIR = "train"
-SNAPSHOT_DIR = "pool-snapshot"  # the pool's cases as checked and frozen for this run (pool/snapshot.py)
+SNAPSHOT_DIR = "pool-snapshot"  # the pool's cases as checked and frozen for this run (pool/reading.py)
 
 
 @dataclass(frozen=True)

@@ -172,5 +172,3 @@ def codebook_usage(counts: Tensor) -> tuple[Tensor, Tensor]:
     p = counts / total
     entropy = -(p * torch.log(p.clamp_min(1e-12))).sum()
     return (counts > 0).float().mean(), entropy.exp()
-
-

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+# The atomic module's temporary prefix: a file with it was never renamed into place, so never valid.
 from VQSegCore.atomic import _TEMP_PREFIX as TEMP_PREFIX
 from VQSegCore.errors import InputError
 from VQSegCore.paths import pools_dir
@@ -131,7 +132,7 @@ _POOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def pool_folder(name_or_path: str | os.PathLike | None) -> Path:
-    text = os.fspath(name_or_path if name_or_path else os.environ.get("VQSEG_POOL", "")).strip()
+    text = os.fspath(name_or_path if name_or_path is not None else os.environ.get("VQSEG_POOL", "")).strip()
     if not text:
         raise InputError("no pool given", "give --pool NAME (under $VQSEG_HOME/pools) or --pool PATH, or set VQSEG_POOL")
     if looks_like_path(text):

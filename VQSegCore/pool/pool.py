@@ -137,13 +137,13 @@ class Pool:
             return verify_pool(self.layout, repair=repair, progress=progress)
 
     def snapshot(self, target: str | os.PathLike) -> tuple[list[CaseRecord], list[tuple[str, str]]]:
-        """Link every case into `target` under the shared lock, then check its hashes (snapshot.py): (intact records, damaged cases)."""
+        """Link every case into `target` under the shared lock, then check its hashes (reading.py): (intact records, damaged cases)."""
         with self.lock(shared=True):
             linked, damaged = link_cases(self.layout, Path(target))
         return check_links(linked, damaged)
 
     def export_spec(self, path: str | os.PathLike, val_fraction: float = 0.0, seed: int = 0, include_unlabelled: bool = True) -> Path:
-        """Write a dataset spec for `vqseg train` (see `export`); returns its path."""
+        """Write a dataset spec for `vqseg train` (see reading.py); returns its path."""
         with self.lock(shared=True):
             return export_spec(self.layout, self.info, self.cases(), path, val_fraction, seed, include_unlabelled)
 

@@ -175,7 +175,7 @@ def _train(spec, config: VQSegConfig, out_dir: Path, dev: torch.device, ranks: D
         "precision": precision, "world_size": ranks.world_size, "foundation": foundation,
         "foundation_weights": str(foundation_weights) if foundation_weights else None,
         "initial_model": str(initial_model) if initial_model else None,
-        "encoder_weights": str(encoder_weights) if encoder_weights else None,
+        "encoder_weights": (encoder_weights if encoder_weights in (None, "auto") else str(Path(encoder_weights).resolve())),
         "step_options": dict(step_options or {}),
     }
     problem = None
@@ -235,6 +235,9 @@ def _train(spec, config: VQSegConfig, out_dir: Path, dev: torch.device, ranks: D
             rng, generator = _random_streams(seed, ranks.rank, iteration)
             sampler.rng = rng
         reporter.log(f"resumed at iteration {iteration}")
+        if (out_dir / "run.json").is_file():  # where the weights came from is the run's, not this command's
+            for key in ("encoder_weights", "foundation_weights"):
+                settings[key] = json.loads((out_dir / "run.json").read_text(encoding="utf-8")).get(key, settings[key])
     elif ranks.is_main:
         write_json_atomic(out_dir / "run.json", settings)
 

@@ -7,9 +7,10 @@ that depends on it, so pip cannot pull a generic torch in as a dependency. Nothi
 installed is ever replaced: pip runs with a constraints file pinning every installed distribution
 (Slicer's own packages, the PyTorch extension's torch build), so it may only add packages, and
 picks versions of them that fit what is there (e.g. a MONAI that accepts the installed torch).
-DICOM SEG export needs pydicom >= 3.0.1; where Slicer ships an older pydicom (5.10 ships 2.4.4) its
-two packages are left out, which the user is told: everything else works, and segmentations are
-written as .seg.nrrd. `slicer` is imported only inside `installMissing`.
+DICOM SEG export needs pydicom >= 3.0.1 and highdicom >= 0.28; where Slicer ships an older one
+(5.10 ships pydicom 2.4.4, 5.12 highdicom 0.27, both used by Slicer's DICOM modules) the two
+packages are left out, which the user is told: everything else works, and segmentations are
+written as .seg.nrrd (benchmarks/slicer_dependencies.py resolves the plan for both releases). `slicer` is imported only inside `installMissing`.
 Python 3.9 syntax (Slicer 5.8).
 """
 

@@ -1,7 +1,7 @@
 """The VQSeg home folder (pools and models), kept in the application settings, and the child's environment.
 
 The core reads $VQSEG_HOME (default ~/.vqseg; VQSegCore/paths.py) and resolves `--pool NAME` to
-$VQSEG_HOME/pools/NAME (VQSegCore/pool/location.py). The GUI mirrors those two rules to tell
+$VQSEG_HOME/pools/NAME (VQSegCore/pool/layout.py, pool_folder). The GUI mirrors those two rules to tell
 "no pool yet" from "the pool could not be read" without starting a process; a contract test
 compares the mirror with the core.
 

@@ -71,6 +71,11 @@ def run(args: argparse.Namespace, context) -> dict:
 
     if args.iterations is None and args.minutes is None:
         raise InputError("train needs --iterations N or --minutes M", "e.g. --iterations 2000")
+    if args.encoder_weights is not None:  # checked before any data is prepared
+        if args.backbone != "vit_dinov2":
+            raise InputError("--encoder-weights starts the DINOv2 backbone; the U-Net trains from scratch", "add --backbone vit_dinov2")
+        if args.encoder_weights != "auto" and not Path(args.encoder_weights).is_file():
+            raise InputError(f"--encoder-weights {args.encoder_weights}: no such file", "give a local dinov2_vits14_pretrain.pth or 'auto'")
     spec = DatasetSpec.load(args.dataset)
     spec.require_labelled("train")
     if args.out.exists() and not args.out.is_dir():
