@@ -53,10 +53,25 @@ INTENDED_USE = (
 )
 
 
-def model_card_section(card: dict, scores: dict, spec: DatasetSpec) -> dict:
+def training_summary(training: dict, run_dir: Path, best_iteration=None) -> str:
+    """How the model was trained, in one sentence, from its card's training section and the run's checkpoint."""
+    minutes = training.get("training_minutes")
+    state = run_dir / "checkpoint" / "state.json"
+    if minutes is None and state.is_file():
+        minutes = round(json.loads(state.read_text())["extra"].get("elapsed_s", 0.0) / 60, 1)
+    mode = "supervised only (every training case labelled)" if training.get("supervised_only") else "semi-supervised (QPM, EMA teacher)"
+    return (f"{training.get('iterations_done')} iterations, {mode}, on {training.get('device')} "
+            f"({minutes} min with one thread beside another run): batch {training.get('batch_size')} crops of "
+            f"{training.get('crop_size')} voxels, {training.get('optimiser')} lr {training.get('lr')} with poly decay, "
+            f"seed {training.get('seed')}; the weights are the EMA teacher of the best validation (iteration "
+            f"{best_iteration or training.get('iterations_done')}).")
+
+
+def model_card_section(card: dict, scores: dict, spec: DatasetSpec, run_dir: Path) -> dict:
     patients = {case.id.split("_nodule-")[0] for case in spec.entries}
     val_patients = {case.id.split("_nodule-")[0] for case in spec.entries if case.split == "val"}
     return {
+        "training": training_summary(card["training"], run_dir, (card.get("metrics") or {}).get("iteration")),
         "name": DEFAULT_MODEL_NAME,
         "description": "VQ-Seg U-Net (2.5D, one context slice each side) for lung lesions in CT.",
         "intended_use": INTENDED_USE,
@@ -159,7 +174,7 @@ def main() -> int:
     write_json_atomic(staged / "card.json", card)
     load_model(staged)
     scores = evaluate_model(staged, spec)  # through the path of vqseg segment
-    card["model_card"] = model_card_section(card, scores, spec)
+    card["model_card"] = model_card_section(card, scores, spec, run_dir)
     write_json_atomic(staged / "card.json", card)
     load_model(staged)
     previous = args.out.with_name(args.out.name + ".previous")
