@@ -308,3 +308,14 @@ def test_one_owner_decides_the_device():
         with pytest.raises(InputError, match="no CUDA device"):
             wants_cuda("cuda")
         assert resolve_device("auto", index=3) == torch.device("cpu")  # a rank's GPU index means nothing on the CPU
+
+
+def test_the_lung_filter_in_the_segment_path_equals_filtering_the_whole_region(model, phantom):
+    """segment_volume filters only the box around the findings; the answer is that of the whole region."""
+    kept = segment_volume(model, {}, phantom.image, SegmentRequest(window=0, device="cpu"))
+    raw = segment_volume(model, {}, phantom.image, SegmentRequest(window=0, device="cpu", lungs_only=False))
+    labels = sitk.GetArrayFromImage(raw.labels)[raw.region.numpy_slices]
+    assert labels.any()  # the random model marks something: the filter has work to do
+    expected, removed = keep_components_touching(labels, lung_field(lung_mask(phantom.image), raw.region, phantom.image.GetSpacing()), (1,))
+    np.testing.assert_array_equal(sitk.GetArrayViewFromImage(kept.labels)[kept.region.numpy_slices], expected)
+    assert kept.removed["outside_lungs"]["findings"] == removed

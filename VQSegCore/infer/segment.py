@@ -185,8 +185,15 @@ def segment_volume(model, card: dict, image: sitk.Image, request: SegmentRequest
     cleanup = {}
     if source == "lungs" and request.lungs_only and lungs is not None:
         before = np.count_nonzero(region_labels)
-        region_labels, removed = keep_components_touching(region_labels, lung_field(lungs, region, image.GetSpacing()),
-                                                             config.classes.values)
+        removed = 0
+        if before:  # only the box around the findings (plus one voxel: 26-connectivity) is labelled and filtered
+            found = np.nonzero(region_labels)
+            lo = [max(0, int(a.min()) - 1) for a in found]
+            hi = [min(n, int(a.max()) + 2) for a, n in zip(found, region_labels.shape)]
+            box = tuple(slice(a, b) for a, b in zip(lo, hi))
+            sub = IndexBox(tuple(region.start[i] + lo[2 - i] for i in range(3)), tuple(region.start[i] + hi[2 - i] for i in range(3)))
+            region_labels[box], removed = keep_components_touching(region_labels[box], lung_field(lungs, sub, image.GetSpacing()),
+                                                                    config.classes.values)
         dropped_ml = (before - np.count_nonzero(region_labels)) * voxel_ml
         cleanup["outside_lungs"] = {"findings": removed, "ml": round(dropped_ml, 3)}
         if removed:
