@@ -1,23 +1,14 @@
 """Small CT-like images with scanner geometries, and the bridges between SimpleITK (LPS) and MRML (RAS)."""
 
-import math
-
 import numpy as np
 import SimpleITK as sitk
 import slicer
 import vtk
 from vtk.util import numpy_support
 
+from helpers.images import rotation
+
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
-
-
-def rotation(axis, degrees):
-    c, s = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
-    return {
-        "x": np.array([[1, 0, 0], [0, c, -s], [0, s, c]]),
-        "y": np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]]),
-        "z": np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]),
-    }[axis]
 
 
 # Oblique gantry tilt with thick slices, and a left-handed grid (z flipped): Slicer would flip the
