@@ -535,23 +535,28 @@ class VQSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.modelVersionsLabel.text = _("Versions of {model}:").format(model=name)
         self._showStatus(_("Models listed."))
 
-    def onActivateVersion(self) -> None:
-        row = self.ui.modelVersionsTable.currentRow()
-        item = self.ui.modelVersionsTable.item(row, 0) if row >= 0 else None
-        if item is None:
-            slicer.util.warningDisplay(_("Select a version in the table first."), windowTitle=_("VQSeg"))
-            return
-        name = cli_arguments.modelName(self._parameterNode.modelName)
-        self._changeActiveVersion(lambda onCompleted: self.logic.activateVersion(
-            name, item.text(), onCompleted=onCompleted, waitForCompletion=False))
-
-    def onExportVersion(self) -> None:
+    def _selectedVersion(self) -> Optional[str]:
+        """The version selected in the models table; None (after telling the user) when there is none."""
         row = self.ui.modelVersionsTable.currentRow()
         item = self.ui.modelVersionsTable.item(row, 0) if row >= 0 else None
         if item is None:
             slicer.util.warningDisplay(_("Select a version in the table first (Refresh lists them)."), windowTitle=_("VQSeg"))
+            return None
+        return item.text()
+
+    def onActivateVersion(self) -> None:
+        version = self._selectedVersion()
+        if version is None:
             return
-        name, version = cli_arguments.modelName(self._parameterNode.modelName), item.text()
+        name = cli_arguments.modelName(self._parameterNode.modelName)
+        self._changeActiveVersion(lambda onCompleted: self.logic.activateVersion(
+            name, version, onCompleted=onCompleted, waitForCompletion=False))
+
+    def onExportVersion(self) -> None:
+        version = self._selectedVersion()
+        if version is None:
+            return
+        name = cli_arguments.modelName(self._parameterNode.modelName)
         suggested = os.path.join(os.path.expanduser("~"), f"{name}-{version}.vqseg.tar")
         path = qt.QFileDialog.getSaveFileName(slicer.util.mainWindow(), _("Export model version"), suggested,
                                               _("VQSeg model archive (*.vqseg.tar *.tar)"))
