@@ -61,7 +61,7 @@ def training_summary(training: dict, run_dir: Path, best_iteration=None) -> str:
         minutes = round(json.loads(state.read_text())["extra"].get("elapsed_s", 0.0) / 60, 1)
     mode = "supervised only (every training case labelled)" if training.get("supervised_only") else "semi-supervised (QPM, EMA teacher)"
     return (f"{training.get('iterations_done')} iterations, {mode}, on {training.get('device')} "
-            f"({minutes} min with one thread beside another run): batch {training.get('batch_size')} crops of "
+            f"({minutes} min): batch {training.get('batch_size')} crops of "
             f"{training.get('crop_size')} voxels, {training.get('optimiser')} lr {training.get('lr')} with poly decay, "
             f"seed {training.get('seed')}; the weights are the EMA teacher of the best validation (iteration "
             f"{best_iteration or training.get('iterations_done')}).")
