@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 import torch  # noqa: E402
 
-from benchmarks import lidc_data  # noqa: E402
+from benchmarks import lidc_data, lidc_readers  # noqa: E402
 from benchmarks.report import RESULTS, write_report  # noqa: E402
 from VQSegCore.classes import LUNG_TUMOUR  # noqa: E402
 from VQSegCore.dataset_spec import DatasetSpec  # noqa: E402
@@ -61,8 +61,13 @@ def model_config(mode: str) -> VQSegConfig:
     )
 
 
-def evaluate_model(model_dir: Path, spec: DatasetSpec, window: int | None = None) -> dict:
-    """Scores on the val split; `window` None: the model's own inference window, 0: whole slices."""
+def evaluate_model(model_dir: Path, spec: DatasetSpec, window: int | None = None, data: Path = lidc_data.DEFAULT_DATA) -> dict:
+    """Scores on the val split; `window` None: the model's own inference window, 0: whole slices.
+
+    Beside the mean over every case (where a nodule only one reader marked has an empty reference, so
+    any drawing there scores 0), the cases scored at reader level (benchmarks/lidc_readers.py) give the
+    figure comparable to one radiologist against the others: against the consensus, and paired with
+    the readers' own references."""
     model, card = load_model(model_dir)
     per_case = {}
     request = SegmentRequest(device="cpu", crop="none", window=window)
@@ -73,12 +78,23 @@ def evaluate_model(model_dir: Path, spec: DatasetSpec, window: int | None = None
         prediction = segment_volume(model, card, sitk.ReadImage(str(case.image)), request).labels
         scores = image_metrics(prediction, sitk.Cast(label, sitk.sitkUInt8), LUNG_TUMOUR)
         tumour = next(iter(scores.values()))
-        per_case[case.id] = {"dice": tumour.dice, "hd95_mm": tumour.hd95_mm, "status": tumour.status}
+        paired = lidc_readers.paired_model_score(sitk.GetArrayFromImage(prediction) > 0, lidc_readers.reader_masks(case.id, data))
+        per_case[case.id] = {"dice": tumour.dice, "hd95_mm": tumour.hd95_mm, "status": tumour.status, "paired_dice": paired}
+    return {**summarise(per_case), "per_case": per_case}
+
+
+def summarise(per_case: dict) -> dict:
     dice = [c["dice"] for c in per_case.values()]
     hd95 = [c["hd95_mm"] for c in per_case.values() if c["hd95_mm"] is not None and np.isfinite(c["hd95_mm"])]
+    scored = [(c["dice"], c["paired_dice"]) for c in per_case.values() if c.get("paired_dice") is not None]
     return {"dice": float(np.mean(dice)), "dice_median": float(np.median(dice)),
             "hd95_mm": float(np.median(hd95)) if hd95 else None,
-            "missed": sum(c["status"] == "missed" for c in per_case.values()), "cases": len(per_case), "per_case": per_case}
+            "missed": sum(c["status"] == "missed" for c in per_case.values()), "cases": len(per_case),
+            "empty_reference": sum(c["status"] in ("false_positive", "both_empty") for c in per_case.values()),
+            "reader_level_cases": len(scored),
+            "reader_level_dice": float(np.mean([d for d, _ in scored])) if scored else None,
+            "reader_level_dice_median": float(np.median([d for d, _ in scored])) if scored else None,
+            "paired_dice": float(np.mean([p for _, p in scored])) if scored else None}
 
 
 def run_one(args, fraction: float, mode: str, seed: int, cache: Path) -> dict:

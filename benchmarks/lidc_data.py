@@ -88,15 +88,21 @@ def prepare(data: Path = DEFAULT_DATA, cache: Path = DEFAULT_CACHE) -> Path:
 
 
 def write_spec(path: Path, cache: Path, labelled: set[str], unlabelled: set[str], val: set[str],
-               data: Path = DEFAULT_DATA, name: str | None = None) -> Path:
-    """A dataset spec: `labelled` patients with labels, `unlabelled` without, `val` as the val split."""
+               data: Path = DEFAULT_DATA, name: str | None = None, without_label: set[str] = frozenset()) -> Path:
+    """A dataset spec: `labelled` patients with labels, `unlabelled` without, `val` as the val split.
+
+    Cases in `without_label` (e.g. nodules with an empty consensus) are unlabelled in training and left
+    out of the val split."""
     cases = []
     for patient, stems in cases_by_patient(data).items():
         for stem in stems:
             image = str(cache / "images" / f"{stem}.nii.gz")
             label = str(cache / "labels" / f"{stem}.nii.gz")
             if patient in val:
-                cases.append({"id": stem, "image": image, "label": label, "split": "val"})
+                if stem not in without_label:
+                    cases.append({"id": stem, "image": image, "label": label, "split": "val"})
+            elif patient in labelled and stem in without_label:
+                cases.append({"id": stem, "image": image, "split": "train"})
             elif patient in labelled:
                 cases.append({"id": stem, "image": image, "label": label, "split": "train"})
             elif patient in unlabelled:
