@@ -50,3 +50,15 @@ def sigterm_cancels(token: CancelToken) -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+class NeverCancelled:
+    """The cancel token of work that nobody can cancel: code that takes a token never checks for None."""
+
+    requested = False
+
+    def check(self) -> None:
+        pass
+
+
+NEVER_CANCELLED = NeverCancelled()

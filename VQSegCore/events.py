@@ -72,3 +72,19 @@ def _jsonable(value: Any) -> Any:
     if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
         return _jsonable(value.item())
     return str(value)  # Path and other plain values
+
+
+class SilentReporter:
+    """The reporter of work that reports to nobody (library calls without one, other torchrun ranks)."""
+
+    def progress(self, stage: str, done: int, total: int, **extra: Any) -> None:
+        pass
+
+    def metric(self, **values: Any) -> None:
+        pass
+
+    def log(self, message: str, level: str = "info") -> None:
+        pass
+
+
+SILENT = SilentReporter()

@@ -32,7 +32,7 @@ from VQSegCore.infer import SegmentRequest, ood_score, segment_volume  # noqa: E
 from VQSegCore.metrics import dice_score  # noqa: E402
 from VQSegCore.model import load_model  # noqa: E402
 from VQSegCore.train.data import CaseCache  # noqa: E402
-from VQSegCore.train.loop import ood_reference  # noqa: E402
+from VQSegCore.infer.ood import ood_reference  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

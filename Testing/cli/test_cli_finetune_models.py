@@ -61,14 +61,14 @@ def test_finetune_help_states_the_library_defaults():
     import re
 
     from VQSegCore.cli.commands import finetune as command
-    from VQSegCore.finetune.run import FINETUNE_LR, FINETUNE_STRONG_VIEWS, FINETUNE_UNLABELLED_DICE, FINETUNE_WARMUP
+    from VQSegCore.train.settings import FINETUNE
 
     parser = command.register(argparse.ArgumentParser().add_subparsers())
     options = {action.dest: action.help for action in parser._actions}
     named = ("lr", "supervised_warmup", "unlabelled_dice", "strong_views")
     stated = {dest: float(re.search(r"default ([0-9.e-]+)", options[dest]).group(1)) for dest in named}
-    assert stated == {"lr": FINETUNE_LR, "supervised_warmup": FINETUNE_WARMUP, "unlabelled_dice": FINETUNE_UNLABELLED_DICE,
-                      "strong_views": FINETUNE_STRONG_VIEWS}
+    assert stated == {"lr": FINETUNE.lr, "supervised_warmup": FINETUNE.supervised_warmup, "unlabelled_dice": FINETUNE.unlabelled_dice,
+                      "strong_views": FINETUNE.strong_views}
     assert "half of --batch-size" in options["unlabelled_batch_size"]
 
 

@@ -11,7 +11,7 @@ import pytest
 from VQSegCore.dataset_spec import Case
 from VQSegCore.errors import Cancelled, InputError
 from VQSegCore.finetune import decide, finetune, held_out_count, split_for_validation
-from VQSegCore.finetune.run import FINETUNE_STRONG_VIEWS, FINETUNE_UNLABELLED_DICE, FINETUNE_WARMUP
+from VQSegCore.train.settings import FINETUNE
 from VQSegCore.models import ModelStore
 from helpers.finetune_setup import make_store_and_pool, write_phantoms
 
@@ -68,8 +68,8 @@ def test_finetune_writes_a_gated_version_with_its_report(tmp_path, phantoms):
     card = json.loads((info.path / "card.json").read_text())
     assert card["training"]["labelled_cases"] == 2 and card["training"]["unlabelled_cases"] == 2
     assert card["training"]["unlabelled_batch_size"] == 1  # half the labelled batch of 2
-    assert card["training"]["supervised_warmup"] == FINETUNE_WARMUP
-    assert card["training"]["step_options"] == {"unlabelled_dice": FINETUNE_UNLABELLED_DICE, "strong_views": FINETUNE_STRONG_VIEWS}
+    assert card["training"]["supervised_warmup"] == FINETUNE.supervised_warmup
+    assert card["training"]["step_options"] == {"unlabelled_dice": FINETUNE.unlabelled_dice, "strong_views": FINETUNE.strong_views}
     assert ("semi-supervised (QPM)" in (info.path / "report.md").read_text(encoding="utf-8")
             and "pseudo-label CE, 2 strong views per unlabelled crop" in (info.path / "report.md").read_text(encoding="utf-8"))
     splits = {case["id"]: case["split"] for case in json.loads((Path(result["run"]) / "spec.json").read_text())["cases"]}

@@ -149,7 +149,9 @@ def test_reports_losses_usage_and_validation_of_val_split_only(tmp_path):
     assert [m["iteration"] for m in validations] == [2, 4]
     assert all(set(m["per_case"]) == {"v"} for m in validations)
     assert summary["cases"] == {"labelled": 1, "unlabelled": 2, "val": 1}
-    assert 0.0 <= summary["best_val_dice"] <= 1.0
+    assert summary["best_val_dice"] == max(m["mean_dice"] for m in validations)
+    assert summary["best_iteration"] == max(validations, key=lambda m: m["mean_dice"])["iteration"]
+    assert load_model(tmp_path / "run" / "best")[1]["metrics"]["val_mean_dice"] == summary["best_val_dice"]
     # QPM's kernel width: reported while training and recorded in the card (the calibrated default)
     assert extra["qpm_candidates"] == pytest.approx(TINY.qpm_candidates, rel=0.01)
     for folder in ("best", "last"):
@@ -162,8 +164,12 @@ def test_supervised_only_and_minutes_budget(dataset, tmp_path):
     recorder = Recorder()
     summary = train(spec, TINY, tmp_path / "run", minutes=0.02, supervised_only=True, validate_every=1000,
                     checkpoint_every=1000, reporter=recorder, **FAST)
-    assert summary["iterations"] >= 1
-    assert all("unsup" not in e[3] for e in recorder.progress_events if e[0] == "train")
+    steps = [e[3] for e in recorder.progress_events if e[0] == "train"]
+    assert summary["iterations"] == len(steps) >= 1
+    assert summary["elapsed_s"] >= 0.02 * 60  # the budget was used up, not cut short
+    time_left = [step["time_left_s"] for step in steps]  # a time budget counts down in every progress event
+    assert time_left == sorted(time_left, reverse=True) and time_left[0] <= 0.02 * 60
+    assert all("unsup" not in step for step in steps)
     assert (tmp_path / "run" / "last" / "card.json").is_file()
 
 
@@ -176,7 +182,7 @@ def test_bf16_autocast_trains_on_cpu_and_fp16_needs_cuda(dataset, tmp_path):
         train(spec, TINY, tmp_path / "fp8", iterations=2, precision="fp8", **FAST)
     summary = train(spec, TINY, tmp_path / "bf16", iterations=3, validate_every=3, precision="bf16", **FAST)
     assert summary["precision"] == "bf16" and summary["iterations"] == 3
-    assert 0.0 <= summary["last_val_dice"] <= 1.0
+    assert load_model(tmp_path / "bf16" / "last")[1]["metrics"]["val_mean_dice"] == summary["last_val_dice"]
     assert json.loads((tmp_path / "bf16" / "run.json").read_text())["precision"] == "bf16"
     weights = load_file(str(tmp_path / "bf16" / "last" / "weights.safetensors"))
     assert all(t.dtype != torch.bfloat16 for t in weights.values())  # autocast: the weights stay float32

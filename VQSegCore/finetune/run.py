@@ -47,27 +47,11 @@ from VQSegCore.finetune.report import overlay_item, write_finetune_report
 from VQSegCore.model import VQSegConfig, load_model
 from VQSegCore.model.persistence import read_card
 from VQSegCore.models import DEFAULT_MODEL_NAME, ModelStore
+from VQSegCore.events import SILENT
 from VQSegCore.train.distributed import Distributed
+from VQSegCore.train.settings import FINETUNE, TrainingSettings
 
 RUNS = ".runs"
-# Ten times below training from scratch: a fresh AdamW at 1e-3 costs a trained model what it knew
-# (vqseg demo --lr 1e-3 at commit c6a9f6b: mean test Dice 0.539 → 0.404, against 0.526 at this rate; see the README).
-FINETUNE_LR = 1e-4
-# Labelled cases only for the first 70% of the budget, then semi-supervised: on a new kind of image the
-# parent's pseudo-labels are confident and wrong, and learning from them at once sets the student back
-# (chosen among 0, 0.5 and 0.7 on family-B phantoms of benchmarks/finetune.py other than its test
-# phantoms; `--modes semi,semi-no-warmup` compares 0.7 with 0, see the README).
-FINETUNE_WARMUP = 0.7
-# The authors' unlabelled loss: CE of the confident pseudo-labels, two strong views per crop. Adding
-# their Dice with one cheaper view (--unlabelled-dice 1 --strong-views 1) was no better beyond the
-# run-to-run spread of benchmarks/finetune.py, so the method's own choice is kept (see README).
-FINETUNE_UNLABELLED_DICE = 0.0
-FINETUNE_STRONG_VIEWS = 2
-# Validation may take at most this share of the fine-tune's time: the held-out cases are n // 3 of the
-# labelled ones, so with a growing pool validating every 50 iterations takes more and more of the
-# budget (benchmarks/finetune.py: with 4 held-out cases 1,065 CPU iterations took 9.3-9.7 min; with one,
-# 1,022-1,105 took 8.4). One held-out case stays under the share.
-FINETUNE_VALIDATION_SHARE = 0.1
 DONE_FILE = "done.json"
 RUN_LOCK = ".lock"  # held by the process running the fine-tune (file_lock: released if it dies)
 _HELD_RUN_LOCKS: dict = {}  # run folder → the descriptor holding its lock, in this process
@@ -93,45 +77,31 @@ class _Recorder:
     """Passes events on to the user's reporter and keeps the curves for the report."""
 
     def __init__(self, reporter) -> None:
-        self.reporter = reporter
+        self.reporter = reporter or SILENT
         self.curves: list[dict] = []
         self.validation: list[dict] = []
 
     def progress(self, stage, done, total, **extra):
         if stage == "train":
             self.curves.append({"iteration": done, **{k: v for k, v in extra.items() if isinstance(v, (int, float))}})
-        if self.reporter is not None:
-            self.reporter.progress(stage, done, total, **extra)
+        self.reporter.progress(stage, done, total, **extra)
 
     def metric(self, **values):
         if values.get("stage") == "validate":
             self.validation.append({"iteration": values["iteration"], "mean_dice": values["mean_dice"]})
-        if self.reporter is not None:
-            self.reporter.metric(**values)
+        self.reporter.metric(**values)
 
     def log(self, *args, **kwargs):
-        if self.reporter is not None:
-            self.reporter.log(*args, **kwargs)
+        self.reporter.log(*args, **kwargs)
 
 
 def finetune(
     pool_folder,
+    settings: TrainingSettings | None = None,
     *,
     model_name: str = DEFAULT_MODEL_NAME,
-    iterations: int | None = None,
-    minutes: float | None = None,
     margin: float = DEFAULT_MARGIN,
-    supervised_only: bool = False,
-    supervised_warmup: float = FINETUNE_WARMUP,
-    unlabelled_dice: float = FINETUNE_UNLABELLED_DICE,
-    strong_views: int = FINETUNE_STRONG_VIEWS,
-    seed: int = 0,
     device: str = "auto",
-    batch_size: int = 8,
-    unlabelled_batch_size: int | None = None,
-    crop_size: int = 96,
-    lr: float = FINETUNE_LR,
-    validate_every: int = 50,
     resume: bool = False,
     skip_damaged: bool = False,
     from_scratch: bool = False,
@@ -139,29 +109,23 @@ def finetune(
     cancel=None,
     store: ModelStore | None = None,
     distributed: Distributed | None = None,
+    **changes,
 ) -> dict:
     """Fine-tune, gate and write a new version; the same result dict on every rank.
 
-    `unlabelled_batch_size`: unlabelled crops per step (default: half of `batch_size`, as the authors' code).
-    `unlabelled_dice`: weight of the pseudo-labels' Dice beside their CE (0 = the authors' CE only).
-    `strong_views`: strong views of each unlabelled crop the student learns from (the authors' code: 2).
+    `settings`: the training settings (default the FINETUNE preset of VQSegCore.train.settings), with
+    `changes` applied: `finetune(pool, minutes=10, supervised_only=True)`. Checkpoints follow validation.
     `distributed`: the torchrun ranks (default: read from the environment; one process without torchrun).
     `skip_damaged`: train without the pool's damaged cases (named in a warning, the card and the report)
     instead of stopping with InputError.
     `from_scratch`: allow a model name the store does not know (a new model, trained from random
     weights); without it an unknown name is InputError, so that a typo cannot start a new model.
     """
-    if iterations is None and minutes is None:
+    settings = (settings or FINETUNE).replace(**changes)
+    if settings.iterations is None and settings.minutes is None:
         raise InputError("fine-tuning needs --minutes M or --iterations N", "e.g. --minutes 10")
-    if unlabelled_batch_size is None:
-        unlabelled_batch_size = max(1, batch_size // 2)
-    if batch_size < 1 or unlabelled_batch_size < 1:  # checked before a run folder exists: bad input writes nothing
-        raise InputError(f"batch sizes must be >= 1, got {batch_size} labelled and {unlabelled_batch_size} unlabelled")
-    if not 0.0 <= supervised_warmup < 1.0:
-        raise InputError(f"--supervised-warmup must be a fraction in [0, 1), got {supervised_warmup}", "e.g. --supervised-warmup 0.7")
-    if not 0.0 <= unlabelled_dice <= 100.0 or strong_views not in (1, 2):
-        raise InputError(f"--unlabelled-dice must be in [0, 100] and --strong-views 1 or 2, got {unlabelled_dice} and {strong_views}",
-                         "e.g. --unlabelled-dice 1 --strong-views 1")
+    # checked before a run folder exists: bad input writes nothing
+    settings = settings.replace(checkpoint_every=settings.validate_every).check()
     store = store or ModelStore()
     ranks = distributed or Distributed.from_environment()
     with ranks.joined(device):  # the process group must exist before rank 0 shares its plan
@@ -172,13 +136,10 @@ def finetune(
                 recorder.log(f"case {case_id} is damaged and left out of this fine-tune: {reason}", "warning")
             spec = DatasetSpec.load(plan.run / SPEC_FILE)
             started = datetime.datetime.now(datetime.timezone.utc)
-            summary = _train(plan, spec, iterations=iterations, minutes=minutes, batch_size=batch_size,
-                             unlabelled_batch_size=unlabelled_batch_size, crop_size=crop_size, lr=lr, seed=seed,
-                             supervised_only=supervised_only, supervised_warmup=supervised_warmup, validate_every=validate_every,
-                             step_options={"unlabelled_dice": unlabelled_dice, "strong_views": strong_views},
-                             recorder=recorder, cancel=cancel, device=device, ranks=ranks)
+            summary = _train(plan, spec, settings=settings, recorder=recorder, cancel=cancel, device=device, ranks=ranks)
             return ranks.on_main(lambda: _conclude(plan, spec, store, model_name, summary, recorder, margin=margin,
-                                                   supervised_only=supervised_only, device=device, cancel=cancel, started=started))
+                                                   supervised_only=settings.supervised_only, device=device, cancel=cancel,
+                                                   started=started))
         finally:
             _release_run(plan.run)  # rank 0 holds it; elsewhere nothing to release
 
@@ -271,18 +232,12 @@ def _check_same_pool(run: Path, pool_folder: Path) -> None:
 
 
 # ---- training (every rank) ---------------------------------------------------------------------
-def _train(plan: Plan, spec: DatasetSpec, *, iterations, minutes, batch_size, unlabelled_batch_size, crop_size, lr, seed,
-           supervised_only, supervised_warmup, validate_every, step_options, recorder, cancel, device, ranks: Distributed) -> dict:
+def _train(plan: Plan, spec: DatasetSpec, *, settings: TrainingSettings, recorder, cancel, device, ranks: Distributed) -> dict:
     from VQSegCore.train.loop import train
 
-    return train(
-        spec, _config_for(plan.parent_dir, spec), plan.run / TRAIN_DIR, iterations=iterations, minutes=minutes,
-        batch_size=batch_size, unlabelled_batch_size=unlabelled_batch_size, crop_size=crop_size, lr=lr, seed=seed,
-        supervised_only=supervised_only, supervised_warmup=supervised_warmup, validate_every=validate_every,
-        validation_share=FINETUNE_VALIDATION_SHARE, checkpoint_every=validate_every, resume=plan.resume_training,
-        reporter=recorder, cancel=cancel, device=device, initial_model=plan.parent_dir, distributed=ranks,
-        step_options=step_options,
-    )
+    return train(spec, _config_for(plan.parent_dir, spec), plan.run / TRAIN_DIR,
+                 settings.replace(initial_model=str(plan.parent_dir) if plan.parent_dir else None),
+                 resume=plan.resume_training, reporter=recorder, cancel=cancel, device=device, distributed=ranks)
 
 
 # ---- gate, version, report (rank 0) ------------------------------------------------------------

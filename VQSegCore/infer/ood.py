@@ -122,3 +122,52 @@ def ood_score(stats: CodeStatistics, reference: dict | None) -> OodScore | None:
         warning = (f"this image looks unlike the model's training data (codebook usage {excess / threshold:.1f}x the "
                    "warning threshold): check the modality, body region and intensities; treat the segmentation with caution")
     return OodScore(divergence, expected, excess, threshold, excess / threshold, stats.mean_distance, stats.tokens, warning)
+
+
+# ---- the reference, written into a model's card at the end of training ------------------------
+OOD_REFERENCE_CASES = 24
+OOD_REFERENCE_SLICES = 16
+
+
+def ood_reference(model, cases: list, config, device) -> dict:
+    """Code usage of (up to 24) training volumes (train.data's PreparedCase): the card's OOD reference.
+
+    CT volumes are cut to the body's in-plane box first, as inference crops to the lungs or body:
+    the reference must count the tokens inference will see, not the air around the patient. The
+    engine runs in the model's own inference windows, so it counts tokens as inference counts them.
+    """
+    import torch
+
+    from VQSegCore.infer.engine import SliceEngine
+
+    with torch.no_grad():
+        return reference_from_volumes(_reference_codes(SliceEngine(model, device, precision="fp32", channels_last=False), cases, config))
+
+
+def _reference_codes(engine, cases: list, config) -> list[CodeStatistics]:
+    step = max(1, len(cases) // OOD_REFERENCE_CASES)
+    context = config.preprocessing.context_slices
+    volumes = []
+    for case in cases[::step][:OOD_REFERENCE_CASES]:
+        depth = case.image.shape[0]
+        chosen = np.unique(np.linspace(0, depth - 1, min(depth, OOD_REFERENCE_SLICES)).round().astype(int))
+        volume = np.asarray(case.image, dtype=np.float32)
+        if context == 0:  # the chosen slices; 2.5D needs the neighbours, so all slices
+            volume = volume[chosen]
+        if config.preprocessing.modality == "ct":
+            volume = volume[(slice(None), *_body_plane(volume, config))]
+        volumes.append(engine.run(np.ascontiguousarray(volume), background=case.background).codes)
+    return volumes
+
+
+def _body_plane(volume: np.ndarray, config) -> tuple[slice, slice]:
+    """In-plane box of voxels above -500 HU (normalised), over all slices; the whole plane if none."""
+    from VQSegCore.infer.body import BODY_THRESHOLD_HU
+    from VQSegCore.preprocess import intensity_transform
+
+    threshold = intensity_transform(volume[:0], config.preprocessing).apply(np.array([BODY_THRESHOLD_HU]))[0]
+    body = (volume > threshold).any(axis=0)
+    if not body.any():
+        return slice(None), slice(None)
+    rows, cols = np.flatnonzero(body.any(axis=1)), np.flatnonzero(body.any(axis=0))
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)

@@ -10,23 +10,18 @@ version in use. Shipped defaults: `Resources/Models/<name>/` (read-only, no vers
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from VQSegCore.errors import InputError
+from VQSegCore.model_names import SHIPPED, is_version_name, split_model_spec
 from VQSegCore.paths import models_dir, repository_root
 
 DEFAULT_MODEL_NAME = "lung-lesion"
 ACTIVE_FILE = "active"
-SHIPPED = "shipped"  # the version name of a read-only default model in Resources/Models
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def shipped_models_dir() -> Path:
     return repository_root() / "Resources" / "Models"
-
-
-_VERSION_NAME = re.compile(r"^v\d{4,}$")
 
 
 def read_active_pointer(pointer: Path, name: str) -> str | None:
@@ -35,7 +30,7 @@ def read_active_pointer(pointer: Path, name: str) -> str | None:
         version = pointer.read_text(encoding="utf-8").strip()
     except (UnicodeDecodeError, OSError) as problem:
         raise _damaged_pointer(pointer, name, "it is not readable text") from problem
-    if version and not (_VERSION_NAME.match(version) or version == SHIPPED):
+    if version and not is_version_name(version):
         raise _damaged_pointer(pointer, name, f"it names {version[:40]!r}, not a version")
     return version or None
 
@@ -52,9 +47,10 @@ def locate_model(spec: str | None, model_dir: str | Path | None = None) -> Path:
         if not (folder / "card.json").is_file():
             raise InputError(f"--model-dir {folder} holds no model (card.json missing)", "point at a folder written by vqseg train or the model store")
         return folder
-    name, _, version = (spec or DEFAULT_MODEL_NAME).partition("@")
-    if not _NAME.match(name) or (version and not _NAME.match(version)):
-        raise InputError(f"bad model name {spec!r}", "use NAME or NAME@VERSION, e.g. lung-lesion@v0002")
+    try:
+        name, version = split_model_spec(spec or DEFAULT_MODEL_NAME)
+    except ValueError as problem:
+        raise InputError(str(problem), "use NAME or NAME@VERSION, e.g. lung-lesion@v0002") from None
     store = models_dir() / name
     if version:
         folder = store / version

@@ -20,7 +20,6 @@ import datetime
 import hashlib
 import json
 import os
-import re
 import shutil
 import tarfile
 import time
@@ -33,7 +32,8 @@ from VQSegCore.errors import InputError
 from VQSegCore.file_lock import try_lock, unlock
 from VQSegCore.model.card_check import MAX_CARD_BYTES, MAX_WEIGHTS_BYTES, check_weights, config_from_card, parse_card
 from VQSegCore.model.persistence import CARD_FILE, WEIGHTS_FILE, read_card, read_card_fields, save_model
-from VQSegCore.models.locate import ACTIVE_FILE, SHIPPED, read_active_pointer, shipped_models_dir
+from VQSegCore.model_names import NAME, SHIPPED, VERSION
+from VQSegCore.models.locate import ACTIVE_FILE, read_active_pointer, shipped_models_dir
 from VQSegCore.paths import models_dir
 
 STORE_FILE = "store.json"
@@ -42,8 +42,6 @@ LOCK_FILE = ".lock"
 LOCK_TIMEOUT_S = 30.0
 ARCHIVE_MEMBERS = (CARD_FILE, WEIGHTS_FILE, STORE_FILE)
 MEMBER_LIMITS = {CARD_FILE: MAX_CARD_BYTES, WEIGHTS_FILE: MAX_WEIGHTS_BYTES, STORE_FILE: 2**20}
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_VERSION = re.compile(r"^v(\d{4,})$")
 
 
 @dataclass(frozen=True)
@@ -74,7 +72,7 @@ def _now() -> str:
 
 
 def check_name(name: str) -> str:
-    if not _NAME.match(name or ""):
+    if not NAME.match(name or ""):
         raise InputError(f"bad model name {name!r}", "use letters, digits, '.', '_' or '-', e.g. lung-lesion")
     return name
 
@@ -87,7 +85,7 @@ class ModelStore:
     def names(self) -> list[str]:
         found = set()
         if self.root.is_dir():
-            found |= {p.name for p in self.root.iterdir() if p.is_dir() and _NAME.match(p.name)}
+            found |= {p.name for p in self.root.iterdir() if p.is_dir() and NAME.match(p.name)}
         shipped = shipped_models_dir()
         if shipped.is_dir():
             found |= {p.name for p in shipped.iterdir() if (p / CARD_FILE).is_file()}
@@ -102,7 +100,7 @@ class ModelStore:
         infos = []
         folder = self.root / name
         if folder.is_dir():
-            for path in sorted(p for p in folder.iterdir() if _VERSION.match(p.name) and _complete(p)):
+            for path in sorted(p for p in folder.iterdir() if VERSION.match(p.name) and _complete(p)):
                 infos.append(self._info(name, path.name, path, active))
         shipped = shipped_models_dir() / name
         if (shipped / CARD_FILE).is_file():
@@ -262,7 +260,7 @@ class ModelStore:
 
 
 def _next_version(folder: Path) -> str:
-    numbers = [int(m.group(1)) for p in folder.iterdir() if (m := _VERSION.match(p.name))]
+    numbers = [int(p.name[1:]) for p in folder.iterdir() if VERSION.match(p.name)]
     return f"v{max(numbers, default=0) + 1:04d}"
 
 

@@ -32,338 +32,292 @@ import numpy as np
 import torch
 
 from VQSegCore.atomic import write_json_atomic
+from VQSegCore.cancel import NEVER_CANCELLED
 from VQSegCore.compute import PRECISION_DTYPES, wants_cuda
 from VQSegCore.errors import Cancelled, InputError
+from VQSegCore.events import SILENT
+from VQSegCore.infer.ood import ood_reference
 from VQSegCore.infer.scoring import ScoredCase, mean_dice, read_scored_case, score_case
 from VQSegCore.model import VQSegConfig, build_model, save_model
 from VQSegCore.model.foundation import build_foundation
 from VQSegCore.model.qpm import QuantizedPerturbation
 from VQSegCore.train.checkpoint import checkpoint_folder, load_checkpoint, save_checkpoint
-from VQSegCore.train.data import CaseCache, PreparedCase, SliceSampler, prepare_training_data
+from VQSegCore.train.data import CaseCache, SliceSampler, prepare_training_data
 from VQSegCore.train.distributed import Distributed
 from VQSegCore.train.ema import make_teacher
+from VQSegCore.train.settings import RESUME_KEYS, TRAINING, TrainingSettings, legacy_record
 from VQSegCore.train.step import SemiSupervisedStep
 
 POLY_POWER = 0.9
-
-
-class _NullReporter:
-    def progress(self, *args, **kwargs): pass
-    def metric(self, **kwargs): pass
-    def log(self, *args, **kwargs): pass
-
-
-class _NoCancel:
-    def check(self) -> None: pass
 
 
 def poly_lr(base: float, progress: float) -> float:
     return base * max(0.0, 1.0 - progress) ** POLY_POWER
 
 
-def train(
-    spec,
-    config: VQSegConfig,
-    out_dir,
-    *,
-    iterations: int | None = None,
-    minutes: float | None = None,
-    batch_size: int = 8,
-    unlabelled_batch_size: int | None = None,
-    crop_size: int = 128,
-    lr: float = 1e-3,
-    seed: int = 0,
-    supervised_only: bool = False,
-    supervised_warmup: float = 0.0,
-    validate_every: int = 100,
-    validation_share: float | None = None,
-    checkpoint_every: int = 100,
-    resume: bool = False,
-    reporter=None,
-    cancel=None,
-    device: str = "cpu",
-    optimiser: str = "adamw",
-    weight_decay: float = 1e-4,
-    foreground_fraction: float = 0.5,
-    include_labelled_as_unlabelled: bool = True,
-    cache_dir=None,
-    step_options: dict | None = None,
-    precision: str = "fp32",
-    foundation: str = "none",
-    foundation_weights=None,
-    initial_model=None,
-    encoder_weights=None,
-    distributed: Distributed | None = None,
-) -> dict:
+def train(spec, config: VQSegConfig, out_dir, settings: TrainingSettings | None = None, *, resume: bool = False, reporter=None,
+          cancel=None, device: str = "cpu", cache_dir=None, distributed: Distributed | None = None, **changes) -> dict:
     """Train and return a summary dict (iterations done, best val Dice, folders written).
 
-    `foundation`: "none" or the frozen model PFA aligns to ("dinov2", "astra", "random"), with
-    `foundation_weights` its local weights file where it needs one.
-    `initial_model`: a model folder (save_model format) whose weights start the run (fine-tuning);
-    its config must build the same network as `config`.
-    `encoder_weights`: pretrained encoder weights for a new run (vit_dinov2: a DINOv2 ViT-S/14 file or
-    "auto"; see build_model); a resumed run takes its weights from the checkpoint.
-    `precision`: "fp32", "bf16" (autocast; CPU or GPU) or "fp16" (autocast with loss scaling; GPU).
-    `unlabelled_batch_size`: unlabelled crops per step, two strong views of each by default (default
-    `batch_size`; the authors' code uses half of it).
-    `supervised_warmup`: the first fraction (0-1) of the budget trains on the labelled crops only: the
-    teacher's pseudo-labels are not learnt from until the student has learnt from the labels. A model
-    fine-tuned on a new kind of image starts with a teacher that is confidently wrong there.
-    `validation_share`: the most of this process's time validation may take (0-1): a validation that is
-    due waits while the time spent validating exceeds that share. None validates every `validate_every`
-    iterations however long it takes (a fine-tune's held-out cases grow with its pool: it passes 0.1).
-    `step_options`: keyword arguments of SemiSupervisedStep (numbers and strings: they are recorded in
-    run.json and the card, and a resume must give the same).
+    `settings`: every training setting (VQSegCore.train.settings; default the TRAINING preset), with
+    `changes` applied: `train(spec, config, out, iterations=500, crop_size=96)`. The settings are
+    checked before anything is written.
+    `resume`: continue the run in `out_dir` from its checkpoint; its recorded settings must agree.
     `distributed`: the torchrun ranks (default: read from the environment; one process without torchrun).
     """
-    if iterations is None and minutes is None:
-        raise InputError("give a number of iterations or a time budget in minutes", "e.g. --iterations 2000 or --minutes 30")
-    if iterations is not None and iterations < 1:
-        raise InputError(f"iterations must be >= 1, got {iterations}")
-    if minutes is not None and minutes <= 0:
-        raise InputError(f"minutes must be > 0, got {minutes}")
-    unlabelled_batch_size = batch_size if unlabelled_batch_size is None else unlabelled_batch_size
-    if batch_size < 1 or unlabelled_batch_size < 1 or validate_every < 1 or checkpoint_every < 1:
-        raise InputError("batch sizes, --validate-every and --checkpoint-every must be >= 1")
-    if optimiser not in ("adamw", "sgd"):
-        raise ValueError(f"optimiser must be 'adamw' or 'sgd', got {optimiser!r}")
-    if not 0.0 <= supervised_warmup < 1.0:
-        raise InputError(f"the supervised warm-up must be a fraction in [0, 1), got {supervised_warmup}")
-    if validation_share is not None and not 0.0 < validation_share <= 1.0:
-        raise InputError(f"the validation share must be a fraction in (0, 1], got {validation_share}")
-    if precision not in PRECISION_DTYPES:
-        raise InputError(f"precision must be one of {', '.join(PRECISION_DTYPES)}, got {precision!r}")
+    settings = (settings or TRAINING).replace(**changes).check()
     ranks = distributed or Distributed.from_environment()
-    if precision == "fp16" and not wants_cuda(device):
+    if settings.precision == "fp16" and not wants_cuda(device):
         raise InputError("fp16 mixed precision needs a CUDA device", "use --precision bf16 on a CPU, or fp32")
     with ranks.joined(device) as dev:
-        return _train(spec, config, Path(out_dir), dev, ranks, iterations=iterations, minutes=minutes, batch_size=batch_size,
-                      unlabelled_batch_size=unlabelled_batch_size, crop_size=crop_size, lr=lr, seed=seed, supervised_only=supervised_only,
-                      supervised_warmup=supervised_warmup, validate_every=validate_every, validation_share=validation_share,
-                      checkpoint_every=checkpoint_every, resume=resume, reporter=reporter if ranks.is_main else None,
-                      cancel=cancel, optimiser=optimiser, weight_decay=weight_decay, foreground_fraction=foreground_fraction,
-                      include_labelled_as_unlabelled=include_labelled_as_unlabelled, cache_dir=cache_dir,
-                      step_options=step_options, precision=precision, foundation=foundation,
-                      foundation_weights=foundation_weights, initial_model=initial_model, encoder_weights=encoder_weights)
+        run = TrainingRun(spec, config, Path(out_dir), settings, dev, ranks, resume=resume, cache_dir=cache_dir,
+                          reporter=(reporter or SILENT) if ranks.is_main else SILENT, cancel=cancel or NEVER_CANCELLED)
+        return run.run()
 
 
-def _train(spec, config: VQSegConfig, out_dir: Path, dev: torch.device, ranks: Distributed, *, iterations, minutes, batch_size,
-           unlabelled_batch_size, crop_size, lr, seed, supervised_only, supervised_warmup, validate_every, validation_share,
-           checkpoint_every, resume, reporter, cancel, optimiser, weight_decay, foreground_fraction, include_labelled_as_unlabelled,
-           cache_dir, step_options, precision, foundation, foundation_weights, initial_model, encoder_weights) -> dict:
-    reporter = reporter or _NullReporter()
-    cancel = cancel or _NoCancel()
-    config = config.resolved()
-    # A new model infers at its training field of view. A fine-tuned one keeps its parent's, whatever it
-    # is: its parent was validated and chosen that way (the shipped lung model runs on whole slices).
-    if initial_model is None and not config.inference_window and crop_size > 0 and crop_size % config.size_multiple == 0:
-        config = dataclasses.replace(config, inference_window=crop_size)
-    if not config.classes.values == spec.classes.values:
-        config = dataclasses.replace(config, classes=spec.classes)
-    foundation_model = None
-    if foundation != "none":
-        foundation_model = build_foundation(foundation, in_channels=config.preprocessing.in_channels, weights=foundation_weights,
-                                            hu_window=config.preprocessing.hu_window).to(dev)
-        config = dataclasses.replace(config, pfa_model=foundation, pfa_feature_dim=foundation_model.feature_dim)
+class TrainingRun:
+    """One run of the loop: its state is these fields, its steps the methods below, in the order of `run`."""
 
-    settings = {
-        "config": config.to_dict(), "iterations": iterations, "minutes": minutes, "batch_size": batch_size,
-        "unlabelled_batch_size": unlabelled_batch_size, "crop_size": crop_size, "lr": lr, "seed": seed,
-        "supervised_only": supervised_only, "supervised_warmup": supervised_warmup, "optimiser": optimiser, "weight_decay": weight_decay,
-        "foreground_fraction": foreground_fraction,
-        "include_labelled_as_unlabelled": include_labelled_as_unlabelled, "dataset": str(spec.path) if spec.path else None,
-        "precision": precision, "world_size": ranks.world_size, "foundation": foundation,
-        "foundation_weights": str(foundation_weights) if foundation_weights else None,
-        "initial_model": str(initial_model) if initial_model else None,
-        "encoder_weights": (encoder_weights if encoder_weights in (None, "auto") else str(Path(encoder_weights).resolve())),
-        "step_options": dict(step_options or {}),
-    }
-    problem = None
-    if ranks.is_main:
-        try:
-            _check_out_folder(out_dir, settings, resume)
-        except InputError as error:
-            problem = error
-    if ranks.any(problem is not None, dev):  # every rank stops with exit 2, none waits for the others
-        raise problem or InputError(f"rank 0 refused the run folder {out_dir}", "see rank 0's message")
+    def __init__(self, spec, config: VQSegConfig, out_dir: Path, settings: TrainingSettings, dev: torch.device, ranks: Distributed,
+                 *, resume: bool, cache_dir, reporter, cancel) -> None:
+        self.spec, self.out_dir, self.settings, self.dev, self.ranks = spec, out_dir, settings, dev, ranks
+        self.resume, self.cache_dir, self.reporter, self.cancel = resume, cache_dir, reporter, cancel
+        self.supervised_only = settings.supervised_only
+        self.config, self.foundation_model = self._resolved_config(config)
+        self.record = {"config": self.config.to_dict(), **settings.record(), "world_size": ranks.world_size,
+                       "dataset": str(spec.path) if spec.path else None}
+        self.iteration, self.best_dice, self.best_iteration, self.elapsed_before = 0, -1.0, None, 0.0
+        self.last_val: float | None = None
+        self.kernel_width: float | None = None  # QPM's effective replacement candidates over the codes in use
+        self.validating_s = 0.0  # this process's time spent validating, for the validation share
+        self.started = time.monotonic()
 
-    # ---- data (the test split is never read) ------------------------------------------------
-    cache = CaseCache(Path(cache_dir) if cache_dir else out_dir / "cache", config.preprocessing, spec.classes)
-    if not ranks.is_main:
-        ranks.barrier()  # rank 0 fills the cache; the others then read it
-    labelled, unlabelled = prepare_training_data(
-        spec, cache, include_labelled_as_unlabelled=include_labelled_as_unlabelled, cancel=cancel,
-        progress=lambda done, total, case: reporter.progress("prepare", done, total, case=case),
-    )
-    # the val cases' original images and labels, read once: validation scores as the fine-tune gate does
-    val_cases = [read_scored_case(case) for case in spec.labelled("val")] if ranks.is_main else []
-    if ranks.is_main:
-        ranks.barrier()
-    reporter.progress("prepare", 1, 1)
-    if not unlabelled and not supervised_only:
-        reporter.log("no unlabelled training case: training supervised only", "warning")
-        supervised_only = True
+    # ---- set-up ------------------------------------------------------------------------------
+    def _resolved_config(self, config: VQSegConfig):
+        settings = self.settings
+        config = config.resolved()
+        # A new model infers at its training field of view. A fine-tuned one keeps its parent's, whatever it
+        # is: its parent was validated and chosen that way (the shipped lung model runs on whole slices).
+        crop = settings.crop_size
+        if settings.initial_model is None and not config.inference_window and crop > 0 and crop % config.size_multiple == 0:
+            config = dataclasses.replace(config, inference_window=crop)
+        if not config.classes.values == self.spec.classes.values:
+            config = dataclasses.replace(config, classes=self.spec.classes)
+        foundation_model = None
+        if settings.foundation != "none":
+            foundation_model = build_foundation(settings.foundation, in_channels=config.preprocessing.in_channels,
+                                                weights=settings.foundation_weights, hu_window=config.preprocessing.hu_window).to(self.dev)
+            config = dataclasses.replace(config, pfa_model=settings.foundation, pfa_feature_dim=foundation_model.feature_dim)
+        return config, foundation_model
 
-    # ---- model, teacher, optimiser ----------------------------------------------------------
-    torch.manual_seed(seed)
-    rng, generator = _random_streams(seed, ranks.rank)
-    student = build_model(config, encoder_weights=None if resume or initial_model is not None else encoder_weights)
-    if initial_model is not None:
-        _load_initial_weights(student, Path(initial_model))
-    student = student.to(dev)
-    ranks.broadcast_module(student)
-    teacher = make_teacher(student)
-    if optimiser == "adamw":
-        opt = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=weight_decay)
-    else:
-        opt = torch.optim.SGD(student.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
-    step = SemiSupervisedStep(student, teacher, opt, config, autocast_dtype=PRECISION_DTYPES[precision], distributed=ranks,
-                              foundation=foundation_model, **(step_options or {}))
-    sampler = SliceSampler(labelled, unlabelled, crop_size=crop_size, size_multiple=config.size_multiple, rng=rng,
-                           context_slices=config.preprocessing.context_slices, foreground_fraction=foreground_fraction,
-                           shard=(ranks.rank, ranks.world_size))
+    def _check_folder(self) -> None:
+        problem = None
+        if self.ranks.is_main:
+            try:
+                _check_out_folder(self.out_dir, self.record, self.resume)
+            except InputError as error:
+                problem = error
+        if self.ranks.any(problem is not None, self.dev):  # every rank stops with exit 2, none waits for the others
+            raise problem or InputError(f"rank 0 refused the run folder {self.out_dir}", "see rank 0's message")
 
-    iteration, best_dice, best_iteration, elapsed_before = 0, -1.0, None, 0.0
-    if resume:
-        state = load_checkpoint(out_dir, student=student, teacher=teacher, optimiser=opt, rng=rng, generator=generator)
-        iteration = state.iteration
-        best_dice = state.extra.get("best_dice", -1.0)
-        best_iteration = state.extra.get("best_iteration")
-        elapsed_before = state.extra.get("elapsed_s", 0.0)
-        step.iteration = iteration
-        if ranks.rank:
-            rng, generator = _random_streams(seed, ranks.rank, iteration)
-            sampler.rng = rng
-        reporter.log(f"resumed at iteration {iteration}")
-        if (out_dir / "run.json").is_file():  # where the weights came from is the run's, not this command's
-            for key in ("encoder_weights", "foundation_weights"):
-                settings[key] = json.loads((out_dir / "run.json").read_text(encoding="utf-8")).get(key, settings[key])
-    elif ranks.is_main:
-        write_json_atomic(out_dir / "run.json", settings)
-
-    started = time.monotonic()
-    budget_s = minutes * 60.0 if minutes is not None else None
-    last_val: float | None = None
-    kernel_width: float | None = None  # QPM's effective replacement candidates over the codes in use
-    validating_s = 0.0  # this process's time spent validating, for validation_share
-
-    def elapsed() -> float:
-        return elapsed_before + time.monotonic() - started
-
-    def checkpoint() -> None:
+    def _prepare_data(self) -> None:
+        """The training cases into the cache, the val cases read once (the test split is never read)."""
+        ranks, reporter = self.ranks, self.reporter
+        cache = CaseCache(Path(self.cache_dir) if self.cache_dir else self.out_dir / "cache", self.config.preprocessing, self.spec.classes)
         if not ranks.is_main:
-            return
-        save_checkpoint(out_dir, student=student, teacher=teacher, optimiser=opt, iteration=iteration, rng=rng,
-                        generator=generator, extra={"best_dice": best_dice, "best_iteration": best_iteration, "elapsed_s": elapsed()})
+            ranks.barrier()  # rank 0 fills the cache; the others then read it
+        self.labelled, self.unlabelled = prepare_training_data(
+            self.spec, cache, include_labelled_as_unlabelled=self.settings.include_labelled_as_unlabelled, cancel=self.cancel,
+            progress=lambda done, total, case: reporter.progress("prepare", done, total, case=case),
+        )
+        # the val cases' original images and labels: validation scores as the fine-tune gate does
+        self.val_cases = [read_scored_case(case) for case in self.spec.labelled("val")] if ranks.is_main else []
+        if ranks.is_main:
+            ranks.barrier()
+        reporter.progress("prepare", 1, 1)
+        if not self.unlabelled and not self.supervised_only:
+            reporter.log("no unlabelled training case: training supervised only", "warning")
+            self.supervised_only = True
 
-    def training_info() -> dict:
-        info = {k: v for k, v in settings.items() if k != "config"} | {"iterations_done": iteration, "device": str(dev),
-                                                                        "training_minutes": round(elapsed() / 60, 1)}
-        return info | ({"qpm_effective_candidates": round(kernel_width, 2)} if kernel_width is not None else {})
+    def _build(self) -> None:
+        """Student, EMA teacher, optimiser, step and sampler; from a checkpoint when resuming."""
+        settings, ranks = self.settings, self.ranks
+        torch.manual_seed(settings.seed)
+        self.rng, self.generator = _random_streams(settings.seed, ranks.rank)
+        starting = self.resume or settings.initial_model is not None
+        student = build_model(self.config, encoder_weights=None if starting else settings.encoder_weights)
+        if settings.initial_model is not None:
+            _load_initial_weights(student, Path(settings.initial_model))
+        self.student = student.to(self.dev)
+        ranks.broadcast_module(self.student)
+        self.teacher = make_teacher(self.student)
+        if settings.optimiser == "adamw":
+            self.opt = torch.optim.AdamW(self.student.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+        else:
+            self.opt = torch.optim.SGD(self.student.parameters(), lr=settings.lr, momentum=0.9, weight_decay=settings.weight_decay)
+        self.step = SemiSupervisedStep(self.student, self.teacher, self.opt, self.config, autocast_dtype=PRECISION_DTYPES[settings.precision],
+                                       distributed=ranks, foundation=self.foundation_model, **settings.step_keywords)
+        self.sampler = SliceSampler(self.labelled, self.unlabelled, crop_size=settings.crop_size, size_multiple=self.config.size_multiple,
+                                    rng=self.rng, context_slices=self.config.preprocessing.context_slices,
+                                    foreground_fraction=settings.foreground_fraction, shard=(ranks.rank, ranks.world_size))
+        if self.resume:
+            self._restore()
+        elif ranks.is_main:
+            write_json_atomic(self.out_dir / "run.json", self.record)
 
-    def step_decision() -> tuple[bool, float]:
+    def _restore(self) -> None:
+        state = load_checkpoint(self.out_dir, student=self.student, teacher=self.teacher, optimiser=self.opt, rng=self.rng,
+                                generator=self.generator)
+        self.iteration = state.iteration
+        self.best_dice = state.extra.get("best_dice", -1.0)
+        self.best_iteration = state.extra.get("best_iteration")
+        self.elapsed_before = state.extra.get("elapsed_s", 0.0)
+        self.step.iteration = self.iteration
+        if self.ranks.rank:
+            self.rng, self.generator = _random_streams(self.settings.seed, self.ranks.rank, self.iteration)
+            self.sampler.rng = self.rng
+        self.reporter.log(f"resumed at iteration {self.iteration}")
+        if (self.out_dir / "run.json").is_file():  # where the weights came from is the run's, not this command's
+            recorded = json.loads((self.out_dir / "run.json").read_text(encoding="utf-8"))
+            for key in ("encoder_weights", "foundation_weights"):
+                self.record[key] = recorded.get(key, self.record[key])
+
+    # ---- the loop ----------------------------------------------------------------------------
+    def run(self) -> dict:
+        self._check_folder()
+        self._prepare_data()
+        self._build()
+        self.started = time.monotonic()
+        try:
+            while True:
+                stop, now = self._step_decision()
+                if stop:
+                    break
+                self._train_step(now)
+                if self.iteration % self.settings.validate_every == 0 and self.val_cases and self._validation_due():
+                    self._validate_and_keep_best()  # val_cases: rank 0 only
+                if self.iteration % self.settings.checkpoint_every == 0:
+                    self._checkpoint()
+        except Cancelled:
+            self._checkpoint()
+            self.reporter.log(f"cancelled at iteration {self.iteration}; checkpoint written to {self.out_dir / 'checkpoint'} "
+                              "(use --resume)", "warning")
+            raise
+        return self._finish()
+
+    def _elapsed(self) -> float:
+        return self.elapsed_before + time.monotonic() - self.started
+
+    def _budget_s(self) -> float | None:
+        return self.settings.minutes * 60.0 if self.settings.minutes is not None else None
+
+    def _step_decision(self) -> tuple[bool, float]:
         """(stop?, elapsed s), the same on every rank; raises Cancelled on every rank together."""
-        now = elapsed()
-        stop = (iterations is not None and iteration >= iterations) or (budget_s is not None and now >= budget_s)
-        if not ranks.enabled:
+        now, iterations, budget_s = self._elapsed(), self.settings.iterations, self._budget_s()
+        stop = (iterations is not None and self.iteration >= iterations) or (budget_s is not None and now >= budget_s)
+        if not self.ranks.enabled:
             if not stop:
-                cancel.check()
+                self.cancel.check()
             return stop, now
-        requested = getattr(cancel, "requested", False)
+        requested = getattr(self.cancel, "requested", False)
         requested = requested() if callable(requested) else bool(requested)
-        stop, cancelled, now = ranks.agree(stop, requested, now, dev)
+        stop, cancelled, now = self.ranks.agree(stop, requested, now, self.dev)
         if cancelled and not stop:
             raise Cancelled("cancelled")
         return stop, now
 
-    def validate_and_keep_best() -> None:
+    def _train_step(self, now: float) -> None:
+        settings, budget_s = self.settings, self._budget_s()
+        progress = self.iteration / settings.iterations if settings.iterations is not None else 0.0
+        if budget_s is not None:
+            progress = max(progress, now / budget_s)
+        for group in self.opt.param_groups:
+            group["lr"] = poly_lr(settings.lr, progress)
+        x_l, y_l = self.sampler.labelled_batch(settings.batch_size)
+        labels_only = self.supervised_only or progress < settings.supervised_warmup  # the same on every rank: progress is agreed
+        x_u = None if labels_only else self.sampler.unlabelled_batch(settings.unlabelled_batch).to(self.dev)
+        logs = self.step(x_l.to(self.dev), y_l.to(self.dev), x_u, generator=self.generator, supervised_only=labels_only)
+        self.iteration += 1
+        usage = self.student.quantizer.usage()
+        if self.iteration == 1 or self.iteration % settings.validate_every == 0:
+            self.kernel_width = qpm_kernel_width(self.student)
+        self.student.quantizer.reset_usage()
+        if not all(math.isfinite(v) for v in logs.values()):
+            raise RuntimeError(f"training diverged at iteration {self.iteration}: {logs}")
+        extra = {k: round(v, 6) for k, v in logs.items()}
+        if self.kernel_width is not None:
+            extra["qpm_candidates"] = round(self.kernel_width, 2)
+        extra.update(lr=self.opt.param_groups[0]["lr"], codebook_fraction=round(usage.fraction_used, 4),
+                     codebook_perplexity=round(usage.perplexity, 3), val_dice=self.last_val)
+        if settings.iterations is None and budget_s is not None:
+            extra["time_left_s"] = round(max(0.0, budget_s - self._elapsed()), 1)
+        self.reporter.progress("train", self.iteration, settings.iterations or 0, iteration=self.iteration, **extra)
+
+    # ---- validation, checkpoints, saving -------------------------------------------------------
+    def _validation_due(self) -> bool:
+        share = self.settings.validation_share
+        return share is None or self.validating_s <= share * (time.monotonic() - self.started)
+
+    def _validate_and_keep_best(self) -> None:
         """Score the EMA teacher on the val split; save it as best/ when it beats the best so far."""
-        nonlocal last_val, best_dice, best_iteration, validating_s
         validation_started = time.monotonic()
         # under torchrun a cancel waits for the next agreed decision: rank 0 alone must not stop mid-way
-        scores = validate(teacher, val_cases, dev, cancel=None if ranks.enabled else cancel)
-        last_val = scores["mean_dice"]
-        reporter.metric(stage="validate", iteration=iteration, mean_dice=last_val, per_case=scores["per_case"])
-        if last_val > best_dice:
-            best_dice, best_iteration = last_val, iteration
-            save_model(teacher, out_dir / "best", training=training_info(),
-                       metrics={"val_mean_dice": last_val, "val_per_case": scores["per_case"], "iteration": iteration})
-        validating_s += time.monotonic() - validation_started
+        scores = validate(self.teacher, self.val_cases, self.dev, cancel=None if self.ranks.enabled else self.cancel)
+        self.last_val = scores["mean_dice"]
+        self.reporter.metric(stage="validate", iteration=self.iteration, mean_dice=self.last_val, per_case=scores["per_case"])
+        if self.last_val > self.best_dice:
+            self.best_dice, self.best_iteration = self.last_val, self.iteration
+            save_model(self.teacher, self.out_dir / "best", training=self._training_info(),
+                       metrics={"val_mean_dice": self.last_val, "val_per_case": scores["per_case"], "iteration": self.iteration})
+        self.validating_s += time.monotonic() - validation_started
 
-    def validation_due() -> bool:
-        return validation_share is None or validating_s <= validation_share * (time.monotonic() - started)
+    def _checkpoint(self) -> None:
+        if not self.ranks.is_main:
+            return
+        save_checkpoint(self.out_dir, student=self.student, teacher=self.teacher, optimiser=self.opt, iteration=self.iteration,
+                        rng=self.rng, generator=self.generator,
+                        extra={"best_dice": self.best_dice, "best_iteration": self.best_iteration, "elapsed_s": self._elapsed()})
 
-    total = iterations
-    try:
-        while True:
-            stop, now = step_decision()
-            if stop:
-                break
-            progress = iteration / iterations if iterations is not None else 0.0
-            if budget_s is not None:
-                progress = max(progress, now / budget_s)
-            for group in opt.param_groups:
-                group["lr"] = poly_lr(lr, progress)
-            x_l, y_l = sampler.labelled_batch(batch_size)
-            labels_only = supervised_only or progress < supervised_warmup  # the same on every rank: progress is agreed
-            x_u = None if labels_only else sampler.unlabelled_batch(unlabelled_batch_size).to(dev)
-            logs = step(x_l.to(dev), y_l.to(dev), x_u, generator=generator, supervised_only=labels_only)
-            iteration += 1
-            usage = student.quantizer.usage()
-            if iteration == 1 or iteration % validate_every == 0:
-                kernel_width = qpm_kernel_width(student)
-            student.quantizer.reset_usage()
-            if not all(math.isfinite(v) for v in logs.values()):
-                raise RuntimeError(f"training diverged at iteration {iteration}: {logs}")
-            extra = {k: round(v, 6) for k, v in logs.items()}
-            if kernel_width is not None:
-                extra["qpm_candidates"] = round(kernel_width, 2)
-            extra.update(lr=opt.param_groups[0]["lr"], codebook_fraction=round(usage.fraction_used, 4),
-                         codebook_perplexity=round(usage.perplexity, 3), val_dice=last_val)
-            if total is None and budget_s is not None:
-                extra["time_left_s"] = round(max(0.0, budget_s - elapsed()), 1)
-            reporter.progress("train", iteration, total or 0, iteration=iteration, **extra)
+    def _training_info(self) -> dict:
+        info = {k: v for k, v in self.record.items() if k != "config"} | {
+            "iterations_done": self.iteration, "device": str(self.dev), "training_minutes": round(self._elapsed() / 60, 1)}
+        return info | ({"qpm_effective_candidates": round(self.kernel_width, 2)} if self.kernel_width is not None else {})
 
-            if iteration % validate_every == 0 and val_cases and validation_due():  # val_cases: rank 0 only
-                validate_and_keep_best()
-            if iteration % checkpoint_every == 0:
-                checkpoint()
-    except Cancelled:
-        checkpoint()
-        reporter.log(f"cancelled at iteration {iteration}; checkpoint written to {out_dir / 'checkpoint'} (use --resume)", "warning")
-        raise
-
-    # ---- the end: final validation, last and best teachers, checkpoint ---------------------
-    replica_difference = ranks.max_weight_difference(teacher)
-    if replica_difference != 0.0:  # a bug, but rank 0's model is still a model: save it and say so
-        reporter.log(f"the ranks' teachers differ by up to {replica_difference:g} after training; rank 0's is saved", "warning")
-    if val_cases and (best_iteration != iteration):
-        validate_and_keep_best()
-    last_metrics = {"iteration": iteration} | ({"val_mean_dice": last_val} if last_val is not None else {})
-    if ranks.is_main:
-        reference = ood_reference(teacher, unlabelled or labelled, config, dev)
-        save_model(teacher, out_dir / "last", training=training_info(), metrics=last_metrics, ood_reference=reference)
-        if not val_cases:
-            reporter.log("no labelled val case: best/ is the last teacher (no validation)", "warning")
-            save_model(teacher, out_dir / "best", training=training_info(), metrics=last_metrics, ood_reference=reference)
-        else:
-            _add_ood_reference(out_dir / "best", ood_reference(_load_weights(out_dir / "best", dev), unlabelled or labelled, config, dev))
-    checkpoint()
-    ranks.barrier()  # the others return only once rank 0's files are complete
-    return {
-        "iterations": iteration,
-        "best_val_dice": best_dice if best_dice >= 0 else None,
-        "best_iteration": best_iteration,
-        "last_val_dice": last_val,
-        "best": str(out_dir / "best"),
-        "last": str(out_dir / "last"),
-        "elapsed_s": round(elapsed(), 2),
-        "device": str(dev),
-        "precision": precision,
-        "world_size": ranks.world_size,
-        "rank": ranks.rank,
-        "cases": {"labelled": len(labelled), "unlabelled": len(unlabelled), "val": len(val_cases)},
-    }
+    def _finish(self) -> dict:
+        """The final validation, the last and best teachers with their OOD references, the checkpoint."""
+        ranks, out_dir = self.ranks, self.out_dir
+        replica_difference = ranks.max_weight_difference(self.teacher)
+        if replica_difference != 0.0:  # a bug, but rank 0's model is still a model: save it and say so
+            self.reporter.log(f"the ranks' teachers differ by up to {replica_difference:g} after training; rank 0's is saved", "warning")
+        if self.val_cases and (self.best_iteration != self.iteration):
+            self._validate_and_keep_best()
+        last_metrics = {"iteration": self.iteration} | ({"val_mean_dice": self.last_val} if self.last_val is not None else {})
+        if ranks.is_main:
+            reference_cases = self.unlabelled or self.labelled
+            reference = ood_reference(self.teacher, reference_cases, self.config, self.dev)
+            save_model(self.teacher, out_dir / "last", training=self._training_info(), metrics=last_metrics, ood_reference=reference)
+            if not self.val_cases:
+                self.reporter.log("no labelled val case: best/ is the last teacher (no validation)", "warning")
+                save_model(self.teacher, out_dir / "best", training=self._training_info(), metrics=last_metrics, ood_reference=reference)
+            else:
+                best = _load_weights(out_dir / "best", self.dev)
+                _add_ood_reference(out_dir / "best", ood_reference(best, reference_cases, self.config, self.dev))
+        self._checkpoint()
+        ranks.barrier()  # the others return only once rank 0's files are complete
+        return {
+            "iterations": self.iteration,
+            "best_val_dice": self.best_dice if self.best_dice >= 0 else None,
+            "best_iteration": self.best_iteration,
+            "last_val_dice": self.last_val,
+            "best": str(out_dir / "best"),
+            "last": str(out_dir / "last"),
+            "elapsed_s": round(self._elapsed(), 2),
+            "device": str(self.dev),
+            "precision": self.settings.precision,
+            "world_size": ranks.world_size,
+            "rank": ranks.rank,
+            "cases": {"labelled": len(self.labelled), "unlabelled": len(self.unlabelled), "val": len(self.val_cases)},
+        }
 
 
 def qpm_kernel_width(model) -> float | None:
@@ -397,21 +351,15 @@ def _random_streams(seed: int, rank: int, iteration: int = 0) -> tuple[np.random
     return np.random.default_rng(entropy), torch.Generator().manual_seed(int(entropy.generate_state(1)[0]))
 
 
-def _check_out_folder(out_dir: Path, settings: dict, resume: bool) -> None:
+def _check_out_folder(out_dir: Path, record: dict, resume: bool) -> None:
+    """A new run needs a folder without one; a resumed run needs its checkpoint and the same settings."""
     run_file = out_dir / "run.json"
     if resume:
         if checkpoint_folder(out_dir) is None or not run_file.is_file():
             raise InputError(f"--resume: {out_dir} holds no training checkpoint", "start a new run without --resume")
-        previous = json.loads(run_file.read_text(encoding="utf-8"))
-        keys = ("config", "batch_size", "unlabelled_batch_size", "crop_size", "lr", "seed", "supervised_only", "supervised_warmup",
-                "optimiser", "iterations", "minutes", "precision", "foundation", "world_size", "step_options")
-        # runs written before these settings existed had none
-        previous.setdefault("supervised_warmup", 0.0)
-        previous.setdefault("step_options", {})
-        if "unlabeled_dice" in previous["step_options"]:  # the spelling of runs written before it was settled
-            previous["step_options"]["unlabelled_dice"] = previous["step_options"].pop("unlabeled_dice")
-        previous.setdefault("unlabelled_batch_size", previous.get("batch_size"))
-        changed = [k for k in keys if previous.get(k) != json.loads(json.dumps(settings.get(k)))]
+        previous = legacy_record(json.loads(run_file.read_text(encoding="utf-8")))
+        current = json.loads(json.dumps(legacy_record(record)))
+        changed = [k for k in ("config", *RESUME_KEYS, "world_size") if previous.get(k) != current.get(k)]
         if changed:
             raise InputError(f"--resume: the run in {out_dir} used different settings ({', '.join(changed)})",
                              "resume with the same settings, or start a new run in another folder")
@@ -421,50 +369,6 @@ def _check_out_folder(out_dir: Path, settings: dict, resume: bool) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir} is not a folder", "choose a folder for --out")
     out_dir.mkdir(parents=True, exist_ok=True)
-
-
-OOD_REFERENCE_CASES = 24
-OOD_REFERENCE_SLICES = 16
-
-
-@torch.no_grad()
-def ood_reference(model, cases: list[PreparedCase], config: VQSegConfig, device: torch.device) -> dict:
-    """Code usage of (up to 24) training volumes: the card's OOD reference (VQSegCore.infer.ood).
-
-    CT volumes are cut to the body's in-plane box first, as inference crops to the lungs or body:
-    the reference must count the tokens inference will see, not the air around the patient. The
-    engine runs in the model's own inference windows, so it counts tokens as inference counts them.
-    """
-    from VQSegCore.infer.engine import SliceEngine
-    from VQSegCore.infer.ood import reference_from_volumes
-
-    engine = SliceEngine(model, device, precision="fp32", channels_last=False)
-    step = max(1, len(cases) // OOD_REFERENCE_CASES)
-    context = config.preprocessing.context_slices
-    volumes = []
-    for case in cases[::step][:OOD_REFERENCE_CASES]:
-        depth = case.image.shape[0]
-        chosen = np.unique(np.linspace(0, depth - 1, min(depth, OOD_REFERENCE_SLICES)).round().astype(int))
-        volume = np.asarray(case.image, dtype=np.float32)
-        if context == 0:  # the chosen slices; 2.5D needs the neighbours, so all slices
-            volume = volume[chosen]
-        if config.preprocessing.modality == "ct":
-            volume = volume[(slice(None), *_body_plane(volume, config))]
-        volumes.append(engine.run(np.ascontiguousarray(volume), background=case.background).codes)
-    return reference_from_volumes(volumes)
-
-
-def _body_plane(volume: np.ndarray, config: VQSegConfig) -> tuple[slice, slice]:
-    """In-plane box of voxels above -500 HU (normalised), over all slices; the whole plane if none."""
-    from VQSegCore.infer.body import BODY_THRESHOLD_HU
-    from VQSegCore.preprocess import intensity_transform
-
-    threshold = intensity_transform(volume[:0], config.preprocessing).apply(np.array([BODY_THRESHOLD_HU]))[0]
-    body = (volume > threshold).any(axis=0)
-    if not body.any():
-        return slice(None), slice(None)
-    rows, cols = np.flatnonzero(body.any(axis=1)), np.flatnonzero(body.any(axis=0))
-    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
 
 
 def _load_weights(folder: Path, device: torch.device):

@@ -13,7 +13,6 @@ from typing import Dict, List
 
 CARD_FILE = "card.json"
 POOL_FILE = "pool.json"
-SHIPPED_VERSION = "shipped"  # VQSegCore.models.SHIPPED: the read-only default in Resources/Models
 _CLASS_FIELDS = ("value", "id", "name", "color", "terminology")
 
 
@@ -61,12 +60,11 @@ def poolClassTable(poolFolder: str) -> List[Dict]:
 
 
 def modelVersionLabel(modelFolder: str) -> str:
-    """'lung-lesion@v0003' for <store>/lung-lesion/v0003; 'lung-lesion@shipped' for Resources/Models/lung-lesion."""
-    folder = os.path.normpath(os.path.abspath(modelFolder))
-    name, parent = os.path.basename(folder), os.path.basename(os.path.dirname(folder))
-    if parent == "Models":
-        return f"{name}@{SHIPPED_VERSION}"
-    return f"{parent}@{name}"
+    """'lung-lesion@v0003' for <store>/lung-lesion/v0003; 'lung-lesion@shipped' for Resources/Models/lung-lesion.
+    The naming rules' one owner, VQSegCore.model_names, decides (imported when VQSegCore is on sys.path)."""
+    from VQSegCore.model_names import version_label
+
+    return version_label(modelFolder)
 
 
 def classTableJson(classes: List[Dict]) -> str:
