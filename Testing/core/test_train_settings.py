@@ -62,7 +62,7 @@ def test_presets_hold_the_chosen_values():
     ({"batch_size": 0}, "batch sizes"), ({"lr": 1.5}, "--lr"), ({"supervised_warmup": 1.0}, "--supervised-warmup"),
     ({"validation_share": 0.0}, "validation share"), ({"foreground_fraction": 1.2}, "--foreground-fraction"),
     ({"precision": "fp8"}, "precision"), ({"strong_views": 3}, "--strong-views"), ({"unlabelled_dice": -1.0}, "--unlabelled-dice"),
-    ({"optimiser": "adam"}, "--optimiser"), ({"initial_model": "/no/such/model"}, "--initial-model"),
+    ({"optimiser": "adam"}, "--optimiser"), ({"confidence_threshold": 1.0}, "--confidence-threshold"), ({"initial_model": "/no/such/model"}, "--initial-model"),
 ])
 def test_bad_values_are_input_errors_naming_the_flag(changes, named):
     with pytest.raises(InputError, match=named):
@@ -93,9 +93,21 @@ def test_resume_refuses_each_changed_setting_and_names_it(tmp_path):
     (tmp_path / "run.json").write_text(json.dumps(base))
     _check_out_folder(tmp_path, dict(base), resume=True)
     changed = {"lr": 0.5, "crop_size": 64, "foreground_fraction": 0.9, "weight_decay": 0.0, "step_options": {"strong_views": 1}}
+    changed_threshold = TRAINING.replace(iterations=10, confidence_threshold=0.9).record()["step_options"]
+    assert changed_threshold == {"confidence_threshold": 0.9}  # a step setting travels in step_options
+    changed["step_options"] = changed_threshold
     assert set(changed) <= set(RESUME_KEYS)
     for key, value in changed.items():
         with pytest.raises(InputError, match=key):
             _check_out_folder(tmp_path, {**base, key: value}, resume=True)
     _check_out_folder(tmp_path, {**base, "validate_every": 5}, resume=True)  # how often to validate may change
 
+
+
+def test_every_step_setting_is_a_keyword_of_the_step():
+    import inspect
+
+    from VQSegCore.train.step import SemiSupervisedStep
+
+    assert set(STEP_FIELDS) <= set(inspect.signature(SemiSupervisedStep).parameters)
+    assert "confidence_threshold" in STEP_FIELDS

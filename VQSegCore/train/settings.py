@@ -74,6 +74,8 @@ class TrainingSettings:
         metavar="W", step=True)
     strong_views: int | None = _setting(None, "strong views of each unlabelled crop the student learns from (the authors' code: 2)",
                                         choices=(1, 2), step=True)
+    confidence_threshold: float | None = _setting(
+        None, "teacher softmax confidence a pseudo-label needs (the authors' code: 0.95)", metavar="P", step=True)
     # Further keyword arguments of SemiSupervisedStep (benchmarks' variants): numbers and strings.
     step_options: dict = _setting(None, commands=(), factory=dict)
     foundation: str = _setting("none", "frozen foundation model for the PFA loss (none: no PFA)", commands=(TRAIN,),
@@ -137,6 +139,8 @@ class TrainingSettings:
         if (self.unlabelled_dice is not None and not 0.0 <= self.unlabelled_dice <= 100.0) or self.strong_views not in (None, 1, 2):
             raise InputError(f"--unlabelled-dice must be in [0, 100] and --strong-views 1 or 2, got {self.unlabelled_dice} and "
                              f"{self.strong_views}", "e.g. --unlabelled-dice 1 --strong-views 1")
+        if self.confidence_threshold is not None and not 0.0 < self.confidence_threshold < 1.0:
+            raise InputError(f"--confidence-threshold must be in (0, 1), got {self.confidence_threshold}", "e.g. --confidence-threshold 0.95")
         if self.initial_model is not None and not Path(self.initial_model).is_dir():
             raise InputError(f"--initial-model {self.initial_model}: no such model folder", "give a folder holding card.json and weights")
         return self
