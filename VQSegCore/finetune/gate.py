@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from VQSegCore.cancel import NEVER_CANCELLED
 from VQSegCore.dataset_spec import Case
 from VQSegCore.infer.scoring import read_scored_case, score_case
 from VQSegCore.model import load_model
@@ -39,8 +40,7 @@ def score_models(models: dict, cases: list[Case], device: str = "cpu", cancel=No
     for case in cases:
         scored = read_scored_case(case)
         for key, (model, card) in loaded.items():
-            if cancel is not None:
-                cancel.check()
+            (cancel or NEVER_CANCELLED).check()
             scores[key][case.id], predictions[key][case.id] = score_case(model, card, scored, device=device, cancel=cancel)
     return {"scores": scores, "predictions": predictions}
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from VQSegCore.cancel import NEVER_CANCELLED
 from VQSegCore.compute import autocast_dtype
 from VQSegCore.infer.ood import CodeStatistics
 from VQSegCore.preprocess import crop_from_padding, pad_to_multiple, slice_stack
@@ -101,8 +102,7 @@ class SliceEngine:
         generator = torch.Generator(device=self.device).manual_seed(self.seed) if uncertainty == "samples" else None
         codes = CodeStatistics.empty(self.model.quantizer.codebook_size)
         for start in range(0, depth, self.batch_size):
-            if cancel is not None:
-                cancel.check()
+            (cancel or NEVER_CANCELLED).check()
             stop = min(depth, start + self.batch_size)
             stack = np.stack([np.asarray(slice_stack(volume, k, context), dtype=np.float32) for k in range(start, stop)])
             padded, padding = pad_to_multiple(stack, self.config.size_multiple, value=background)

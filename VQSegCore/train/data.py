@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from VQSegCore.atomic import atomic_output
+from VQSegCore.cancel import NEVER_CANCELLED
 from VQSegCore.classes import ClassTable, unexpected_values
 from VQSegCore.dataset_spec import Case
 from VQSegCore.errors import InputError
@@ -229,8 +230,7 @@ def prepare_training_data(spec, cache: CaseCache, *, include_labelled_as_unlabel
     total = len(labelled_cases) + len(unlabelled_cases)
     labelled, unlabelled = [], []
     for done, case in enumerate(labelled_cases + unlabelled_cases):
-        if cancel is not None:
-            cancel.check()
+        (cancel or NEVER_CANCELLED).check()
         if progress is not None:
             progress(done, total, case.id)
         prepared = cache.prepare(case)

@@ -395,7 +395,6 @@ def validate(model, cases: list[ScoredCase], device: torch.device, cancel=None) 
     model = copy.deepcopy(model)
     per_case = {}
     for case in cases:
-        if cancel is not None:
-            cancel.check()
+        (cancel or NEVER_CANCELLED).check()
         per_case[case.id], _ = score_case(model, {}, case, device=device.type, cancel=cancel)
     return {"mean_dice": mean_dice(per_case), "per_case": per_case}
