@@ -244,7 +244,7 @@ class VQSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())
         if not self._parameterNode.inputVolume:
-            firstVolumeNode = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+            firstVolumeNode = scene.firstImageVolume(slicer.mrmlScene)
             if firstVolumeNode:
                 self._parameterNode.inputVolume = firstVolumeNode
 

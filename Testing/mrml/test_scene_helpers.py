@@ -63,3 +63,13 @@ def test_a_new_roi_is_centred_on_the_ct(scene):
     bounds = [0.0] * 6
     node.GetRASBounds(bounds)
     assert bounds == [center[0] - 30, center[0] + 30, center[1] - 30, center[1] + 30, center[2] - 30, center[2] + 30]
+
+
+def test_the_first_image_volume_skips_labelmaps(scene):
+    assert scene_helpers.firstImageVolume(scene) is None
+    scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "mask")  # first in the scene, and a scalar volume by class
+    assert scene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode").IsA("vtkMRMLLabelMapVolumeNode")
+    assert scene_helpers.firstImageVolume(scene) is None
+    ct = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "CT")
+    scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "later")
+    assert scene_helpers.firstImageVolume(scene) is ct

@@ -28,6 +28,17 @@ def removeUncertaintyOverlay(scene, segmentationNode) -> None:
     segmentation_tags.forgetUncertaintyNodeId(segmentationNode)
 
 
+def firstImageVolume(scene):
+    """The first scalar volume that is an image, not a labelmap, or None. GetFirstNodeByClass would also
+    answer a labelmap (vtkMRMLLabelMapVolumeNode derives from vtkMRMLScalarVolumeNode), which the
+    panel's CT selector hides, so the panel would preselect an input the user cannot see."""
+    for index in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")):
+        node = scene.GetNthNodeByClass(index, "vtkMRMLScalarVolumeNode")
+        if not node.IsA("vtkMRMLLabelMapVolumeNode"):
+            return node
+    return None
+
+
 def referenceVolumeOf(segmentationNode):
     """The volume a segmentation was made on (its reference image geometry node), or None."""
     if segmentationNode is None:
