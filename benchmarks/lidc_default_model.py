@@ -9,6 +9,12 @@
     OMP_NUM_THREADS=1 vqseg train --dataset benchmarks/cache/lidc_default.json --out RUN --iterations N \
         --crop-size 96 --context-slices 1 --spacing 0.7 0.7 --base-width 16 --depth 4 --batch-size 8 [--supervised-only]
 
+   or continue a trained model on the nodules at least two readers marked (the spec of --write-spec
+   PATH --consensus-only: the rest are unlabelled), as the shipped model was:
+
+    vqseg train --dataset benchmarks/cache/lidc_consensus.json --initial-model OLD_MODEL --out RUN --iterations 6000 \
+        --lr 3e-4 --crop-size 96 --batch-size 8 --seed 1 --supervised-only --validate-every 1000 --checkpoint-every 250
+
 3. Compare them (best and last of each, in the model's own windows and on whole slices), shipping nothing:
 
     .venv/bin/python benchmarks/lidc_default_model.py --compare --run RUN_A RUN_B [--name NAME]
@@ -61,17 +67,25 @@ def training_summary(training: dict, run_dir: Path, best_iteration=None) -> str:
     state = run_dir / "checkpoint" / "state.json"
     if minutes is None and state.is_file():
         minutes = round(json.loads(state.read_text())["extra"].get("elapsed_s", 0.0) / 60, 1)
-    mode = "supervised only (every training case labelled)" if training.get("supervised_only") else "semi-supervised (QPM, EMA teacher)"
-    return (f"{training.get('iterations_done')} iterations, {mode}, on {training.get('device')} "
+    mode = "supervised only" if training.get("supervised_only") else "semi-supervised (QPM, EMA teacher)"
+    start = f"starting from {training['initial_model']}" if training.get("initial_model") else "from random weights"
+    return (f"{training.get('iterations_done')} iterations, {mode}, {start}, on {training.get('device')} "
             f"({minutes} min): batch {training.get('batch_size')} crops of "
             f"{training.get('crop_size')} voxels, {training.get('optimiser')} lr {training.get('lr')} with poly decay, "
             f"seed {training.get('seed')}; the weights are the EMA teacher of the best validation (iteration "
             f"{best_iteration or training.get('iterations_done')}).")
 
 
-def model_card_section(card: dict, scores: dict, spec: DatasetSpec, run_dir: Path) -> dict:
-    patients = {case.id.split("_nodule-")[0] for case in spec.entries}
-    val_patients = {case.id.split("_nodule-")[0] for case in spec.entries if case.split == "val"}
+def describe_initial_model(folder: Path) -> str:
+    """The starting model as the card can say it: its weights' hash and how it was trained, not a path on one machine."""
+    card = read_card(folder)
+    how = (card.get("model_card") or {}).get("training", "")
+    return f"the weights of the earlier {DEFAULT_MODEL_NAME} model (sha256 {card['weights_sha256'][:16]}; {how})"
+
+
+def model_card_section(card: dict, scores: dict, spec: DatasetSpec, run_dir: Path, evaluated: DatasetSpec) -> dict:
+    patients = {case.id.split("_nodule-")[0] for case in evaluated.entries}
+    val_patients = {case.id.split("_nodule-")[0] for case in evaluated.entries if case.split == "val"}
     return {
         "training": training_summary(card["training"], run_dir, (card.get("metrics") or {}).get("iteration")),
         "name": DEFAULT_MODEL_NAME,
@@ -81,7 +95,7 @@ def model_card_section(card: dict, scores: dict, spec: DatasetSpec, run_dir: Pat
             "source": "LIDC-IDRI nodule crops (128 x 128 axial crops centred on each nodule, consensus mask of >= 2 of 4 readers)",
             "patients": len(patients), "training_patients": len(patients - val_patients), "validation_patients": len(val_patients),
             "split": "by patient, sha256 of the patient id (20% validation)",
-            "cases": len(spec.entries),
+            "cases": len(evaluated.entries),
             "training_labels": training_labels(spec),
         },
         "preprocessing": {
@@ -202,6 +216,8 @@ def main() -> int:
     source = run_dir / args.which
     card = read_card(source)
     load_model(source)  # refuses weights that don't match the card
+    if card["training"].get("initial_model"):
+        card["training"]["initial_model"] = describe_initial_model(Path(card["training"]["initial_model"]))
     if args.window is not None:
         card["config"]["inference_window"] = args.window  # 0 = whole slices
     run = json.loads((run_dir / "run.json").read_text())
@@ -213,8 +229,9 @@ def main() -> int:
     shutil.copyfile(source / "weights.safetensors", staged / "weights.safetensors")
     write_json_atomic(staged / "card.json", card)
     load_model(staged)
-    scores = evaluate_model(staged, evaluation_spec())  # through the path of vqseg segment
-    card["model_card"] = model_card_section(card, scores, spec, run_dir)
+    evaluated = evaluation_spec()
+    scores = evaluate_model(staged, evaluated)  # through the path of vqseg segment
+    card["model_card"] = model_card_section(card, scores, spec, run_dir, evaluated)
     write_json_atomic(staged / "card.json", card)
     load_model(staged)
     previous = args.out.with_name(args.out.name + ".previous")
