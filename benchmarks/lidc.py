@@ -114,7 +114,7 @@ def run_one(args, fraction: float, mode: str, seed: int, cache: Path) -> dict:
                     optimiser=PROTOCOL["optimiser"], device="cpu", validate_every=10**9, checkpoint_every=10**9,
                     cache_dir=args.work / "cache")
     train_s = time.perf_counter() - started
-    scores = evaluate_model(work / "last", spec)
+    scores = evaluate_model(work / "last", spec, data=args.data)
     return {"fraction": fraction, "labelled_patients": len(labelled), "mode": mode, "seed": seed,
             "iterations": summary["iterations"], "dice": round(scores["dice"], 4), "dice_median": round(scores["dice_median"], 4),
             "hd95_mm_median": None if scores["hd95_mm"] is None else round(scores["hd95_mm"], 2),

@@ -90,7 +90,6 @@ class TrainingRun:
         self.last_val: float | None = None
         self.kernel_width: float | None = None  # QPM's effective replacement candidates over the codes in use
         self.validating_s = 0.0  # this process's time spent validating, for the validation share
-        self.started = time.monotonic()
 
     # ---- set-up ------------------------------------------------------------------------------
     def _resolved_config(self, config: VQSegConfig):

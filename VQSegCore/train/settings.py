@@ -20,12 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from VQSegCore.compute import PRECISION_DTYPES
 from VQSegCore.errors import InputError
 
 TRAIN, FINETUNE_COMMAND = "train", "finetune"
 BOTH = (TRAIN, FINETUNE_COMMAND)
 NOT_RECORDED = ("validate_every", "checkpoint_every", "validation_share", "unlabelled_batch_share")
+# The names of VQSegCore.compute.PRECISION_DTYPES, written here so that every command's start-up (which
+# builds its flags from this module) does not import torch: `vqseg pool add` and `--help` never need it.
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def _setting(default, help="", *, commands=BOTH, metavar=None, choices=None, resume: bool = False, step: bool = False,
@@ -64,8 +66,11 @@ class TrainingSettings:
     include_labelled_as_unlabelled: bool = _setting(True, commands=())
     precision: str = _setting(
         "fp32", "fp32, or mixed precision: bf16 autocast (GPU, or CPUs with native bf16), fp16 autocast with loss scaling (GPU)",
-        commands=(TRAIN,), choices=tuple(PRECISION_DTYPES), resume=True)
-    validate_every: int = _setting(100, "score the EMA teacher on the val cases every N iterations", metavar="N")
+        commands=(TRAIN,), choices=PRECISIONS, resume=True)
+    validate_every: int = _setting(
+        100, lambda preset: "score the EMA teacher on the val cases every N iterations" + (
+            f", less often where validation would take over {preset.validation_share:.0%} of the time; checkpoints follow it"
+            if preset.validation_share else ""), metavar="N")
     # The most of the process's time validation may take (0-1); None: every validate_every, however long.
     validation_share: float | None = _setting(None, commands=())
     checkpoint_every: int = _setting(100, "write a resumable checkpoint every N iterations", commands=(TRAIN,), metavar="N")
@@ -134,8 +139,8 @@ class TrainingSettings:
         if not 0.0 <= self.foreground_fraction <= 1.0 or self.weight_decay < 0:
             raise InputError(f"--foreground-fraction must be in [0, 1] and --weight-decay >= 0, got {self.foreground_fraction} "
                              f"and {self.weight_decay}")
-        if self.precision not in PRECISION_DTYPES:
-            raise InputError(f"precision must be one of {', '.join(PRECISION_DTYPES)}, got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if (self.unlabelled_dice is not None and not 0.0 <= self.unlabelled_dice <= 100.0) or self.strong_views not in (None, 1, 2):
             raise InputError(f"--unlabelled-dice must be in [0, 100] and --strong-views 1 or 2, got {self.unlabelled_dice} and "
                              f"{self.strong_views}", "e.g. --unlabelled-dice 1 --strong-views 1")
@@ -157,19 +162,10 @@ class TrainingSettings:
         out["unlabelled_batch_size"] = self.unlabelled_batch
         if self.encoder_weights not in (None, "auto"):  # where the weights came from, wherever the run is resumed
             out["encoder_weights"] = str(Path(self.encoder_weights).resolve())
+        if self.initial_model is not None:
+            out["initial_model"] = str(Path(self.initial_model).resolve())
         out["step_options"] = dict(self.step_keywords)
         return out
-
-    @classmethod
-    def from_record(cls, record: dict) -> "TrainingSettings":
-        """The settings of a run.json, whatever version of VQSeg wrote it (older spellings and missing keys)."""
-        known = {item.name for item in dataclasses.fields(cls)}
-        values = {k: v for k, v in record.items() if k in known and k not in STEP_FIELDS and k != "step_options"}
-        step = legacy_step_options(record.get("step_options") or {})
-        for name in STEP_FIELDS:
-            if name in step:
-                values[name] = step.pop(name)
-        return cls(**values, step_options=step)
 
 
 STEP_FIELDS = tuple(item.name for item in dataclasses.fields(TrainingSettings) if item.metadata["step"])

@@ -61,7 +61,12 @@ def run(args: argparse.Namespace, context) -> dict:
     if args.out.exists() and not args.out.is_dir():
         raise InputError(f"--out {args.out} is a file, not a folder", "give a folder for --out")
     check_outputs([args.out])
-    if settings.initial_model is not None:  # the starting model's network, whatever the model flags say
+    if settings.initial_model is not None:  # the starting model's network: model flags would contradict it
+        given = [name for name in ("base_width", "depth", "codebook_size", "spacing", "encoder_weights")
+                 if getattr(args, name) is not None]
+        if given:
+            raise InputError(f"--initial-model sets the network; {', '.join('--' + n.replace('_', '-') for n in given)} cannot change it",
+                             "leave out the model flags, or start a new model without --initial-model")
         config = VQSegConfig.from_dict(read_card(Path(settings.initial_model))["config"])
     else:
         config = _model_config(args, spec)
