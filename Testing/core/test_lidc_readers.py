@@ -34,6 +34,7 @@ def test_three_agreeing_readers_score_one_and_a_non_marking_reader_is_left_out()
     masks = _masks((0, 4, 0, 4), (0, 4, 0, 4), (0, 4, 0, 4), None)
     assert lidc_readers.references(masks).keys() == {0, 1, 2}
     assert lidc_readers.reader_score(masks) == 1.0
+    assert lidc_readers.reader_score_with_misses(masks) == 0.75  # the fourth reader's miss counted as 0
 
 
 def test_reader_and_paired_model_scores_use_the_other_three_as_reference():
