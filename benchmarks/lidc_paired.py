@@ -52,9 +52,13 @@ def main(argv=None) -> int:
     def only(table):
         return {c: v for c, v in table.items() if c in reader_level}
 
+    empty = [c for c, v in after.items() if c in before and v["status"] in ("false_positive", "both_empty")]
+    drawn = {"score": "nodules with an empty consensus (one reader) that the model draws", "nodules": len(empty),
+             "before": sum(before[c]["status"] == "false_positive" for c in empty),
+             "after": sum(after[c]["status"] == "false_positive" for c in empty)}
     rows = [paired_row(only(before), only(after), "dice", "Dice against the consensus, reader-level nodules"),
             paired_row(only(before), only(after), "paired_dice", "Dice paired with the readers, reader-level nodules"),
-            paired_row(before, after, "dice", "Dice against the consensus, every validation nodule")]
+            paired_row(before, after, "dice", "Dice against the consensus, every validation nodule"), drawn]
     write_report(args.name, rows, {"command": "python benchmarks/lidc_paired.py " + " ".join(argv or sys.argv[1:]),
                                    "before": str(args.before), "after": str(args.after)})
     for row in rows:

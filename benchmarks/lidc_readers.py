@@ -46,11 +46,16 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
 
 
+def others_consensus(masks: list[np.ndarray], k: int) -> np.ndarray:
+    """The consensus of the readers other than k: marked by at least two of the three."""
+    return sum(m.astype(np.uint8) for j, m in enumerate(masks) if j != k) >= 2
+
+
 def references(masks: list[np.ndarray]) -> dict[int, np.ndarray]:
-    """reader k → the consensus of the other three (>= 2 of 3), for the readers scored at reader level."""
+    """reader k → the consensus of the other three, for the readers scored at reader level."""
     out = {}
     for k, mask in enumerate(masks):
-        others = sum(m.astype(np.uint8) for j, m in enumerate(masks) if j != k) >= 2
+        others = others_consensus(masks, k)
         if mask.any() and others.any():
             out[k] = others
     return out
@@ -66,12 +71,8 @@ def reader_score_with_misses(masks: list[np.ndarray]) -> float | None:
     """As reader_score, with the readers who did not mark the nodule counted (Dice 0 against the others)."""
     if not references(masks):
         return None
-    scores = []
-    for k, mask in enumerate(masks):
-        others = sum(m.astype(np.uint8) for j, m in enumerate(masks) if j != k) >= 2
-        if others.any():
-            scores.append(dice(mask, others))
-    return float(np.mean(scores))
+    pairs = [(mask, others_consensus(masks, k)) for k, mask in enumerate(masks)]
+    return float(np.mean([dice(mask, others) for mask, others in pairs if others.any()]))
 
 
 def paired_model_score(prediction: np.ndarray, masks: list[np.ndarray]) -> float | None:

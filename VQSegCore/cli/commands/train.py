@@ -17,7 +17,7 @@ import argparse
 from pathlib import Path
 
 from VQSegCore.errors import InputError
-from VQSegCore.train.settings import TRAIN, add_arguments, from_arguments
+from VQSegCore.train.settings import TRAIN, add_arguments, flag, from_arguments
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace, context) -> dict:
         given = [name for name in ("base_width", "depth", "codebook_size", "spacing", "encoder_weights")
                  if getattr(args, name) is not None]
         if given:
-            raise InputError(f"--initial-model sets the network; {', '.join('--' + n.replace('_', '-') for n in given)} cannot change it",
+            raise InputError(f"--initial-model sets the network; {', '.join(flag(n) for n in given)} cannot change it",
                              "leave out the model flags, or start a new model without --initial-model")
         config = VQSegConfig.from_dict(read_card(Path(settings.initial_model))["config"])
     else:
